@@ -75,10 +75,7 @@ def queues(rabbit_url: str) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
-    from aiosmtpd.controller import Controller
-
     server = SmtpServer("127.0.0.1", free_port())
-    controller = Controller(server, hostname=server.host, port=server.port)
-    controller.start()
+    server.start()
     yield server
-    controller.stop()
+    server.stop()

@@ -68,6 +68,19 @@ class SmtpServer:
     messages: list[Message] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _controller: object = None
+
+    def start(self) -> None:
+        """Listen (again) on the same port; tests stop and start it to play an SMTP outage."""
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(self, hostname=self.host, port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's handler protocol
         with self._lock:

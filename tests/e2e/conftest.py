@@ -48,6 +48,7 @@ class Stack:
     env: dict[str, str]
     services: dict[str, Service] = field(default_factory=dict)
     health: dict[str, str] = field(default_factory=dict)
+    _client: object = None
 
     def login(self, email: str, password: str) -> str:
         response = requests.post(f"{self.url}/login", auth=(email, password), timeout=30)
@@ -84,9 +85,47 @@ class Stack:
 
         return wait_until(finished, timeout, f"job {job_id} to reach {statuses}", interval=0.1)  # type: ignore[return-value]
 
-    def restart(self, name: str) -> None:
-        self.services[name] = Service(name, self.services[name].env, sink=_quiet).start()
+    def restart(self, name: str, **overrides: str) -> None:
+        """Start `name` again (after a crash or stop), optionally with changed variables."""
+        self.services[name].stop()
+        self.services[name] = Service(name, {**self.services[name].env, **overrides}, sink=_quiet).start()
         self.services[name].wait_healthy(self.health[name], timeout=90)
+
+    @property
+    def db(self):
+        import pymongo
+
+        if self._client is None:
+            self._client = pymongo.MongoClient(self.env["MONGO_URI"], serverSelectionTimeoutMS=10000)
+        return self._client.get_default_database()
+
+    def files(self, bucket: str, job_id: str) -> list[dict]:
+        return list(self.db[f"{bucket}.files"].find({"metadata.job_id": job_id}))
+
+    def orphan_chunks(self, bucket: str) -> int:
+        """Chunks whose file document does not exist (a half-written or half-deleted file)."""
+        known = {doc["_id"] for doc in self.db[f"{bucket}.files"].find({}, {"_id": 1})}
+        return sum(1 for chunk in self.db[f"{bucket}.chunks"].find({}, {"files_id": 1}) if chunk["files_id"] not in known)
+
+    def queue_messages(self, queue: str) -> list[dict]:
+        """Drains a queue (used for dead-letter queues) and returns the JSON bodies."""
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters(self.env["RABBITMQ_URL"]))
+        try:
+            channel = connection.channel()
+            bodies = []
+            while True:
+                method, _, body = channel.basic_get(queue, auto_ack=True)
+                if method is None:
+                    return bodies
+                bodies.append(json.loads(body))
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -136,6 +175,7 @@ def stack(mysql_db, mongo_uri, rabbit_url, queues, smtp_server, tmp_path) -> Ite
             stack.services[name].wait_healthy(health, timeout=90)
         yield stack
     finally:
+        stack.close()
         for service in reversed(list(stack.services.values())):
             service.stop()
         if any(s.proc and s.proc.returncode not in (0, -15, None) for s in stack.services.values()):
