@@ -1,0 +1,94 @@
+"""Auth logic as plain functions: login, new-user validation and creation, bootstrap admin."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from . import passwords, tokens
+from .errors import InvalidCredentials, InvalidInput, TooManyAttempts, UserExists
+from .users import User, is_valid_email, normalize_email, validate_email
+
+log = logging.getLogger(__name__)
+
+NEW_USER_FIELDS = frozenset({"email", "password", "admin"})
+
+
+def login(
+    email: str,
+    password: str,
+    address: str,
+    *,
+    users,
+    throttle,
+    secret: str,
+    lifetime_minutes: int,
+) -> str:
+    """Return a JWT for valid credentials; raise TooManyAttempts or InvalidCredentials otherwise."""
+    email = normalize_email(email)
+    wait = throttle.retry_after(user=email, address=address)
+    if wait:
+        # Refused before hashing: a throttled guess costs the server nothing and learns nothing.
+        log.warning("login throttled", extra={"email": email, "address": address, "retry_after": wait})
+        raise TooManyAttempts(wait)
+
+    user = users.get_by_email(email) if is_valid_email(email) else None
+    if user is None:
+        ok = passwords.verify_unknown_user(password)
+    else:
+        ok = passwords.verify(user.password_hash, password)
+    if not ok:
+        throttle.record_failure(user=email, address=address)
+        log.info("login failed", extra={"email": email, "address": address})
+        raise InvalidCredentials()
+
+    throttle.reset_user(email)
+    if passwords.needs_rehash(user.password_hash):
+        # The plain password is only available now, so parameter upgrades happen at login.
+        users.update_password_hash(user.email, passwords.hash_password(password))
+    return tokens.issue(email=user.email, admin=user.is_admin, secret=secret, lifetime_minutes=lifetime_minutes)
+
+
+def parse_new_user(body: Any) -> tuple[str, str, bool]:
+    """Validate a POST /users body; raise InvalidInput naming the offending field."""
+    if not isinstance(body, dict):
+        raise InvalidInput("body must be a JSON object with email and password")
+    unknown = sorted(set(body) - NEW_USER_FIELDS)
+    if unknown:
+        # Rejecting typos such as `is_admin` beats silently creating a user without the flag.
+        raise InvalidInput(f"unknown field: {unknown[0]}")
+    email = body.get("email")
+    if not isinstance(email, str):
+        raise InvalidInput("email must be a string")
+    email = validate_email(email)
+    password = body.get("password")
+    if not isinstance(password, str):
+        raise InvalidInput("password must be a string")
+    passwords.check_policy(password)
+    admin = body.get("admin", False)
+    if type(admin) is not bool:  # bool only: JSON 1/0 or "true" are not accepted as flags
+        raise InvalidInput("admin must be a boolean")
+    return email, password, admin
+
+
+def create_user(email: str, password: str, *, admin: bool, users) -> User:
+    email = validate_email(email)
+    passwords.check_policy(password)
+    user = users.create(email, passwords.hash_password(password), admin=admin)
+    log.info("user created", extra={"email": user.email, "admin": user.is_admin})
+    return user
+
+
+def bootstrap_admin(email: str, password: str, *, users) -> bool:
+    """Create the admin if absent; True when this call created it.
+
+    An existing account is left untouched (changing ADMIN_PASSWORD later does not reset it).
+    """
+    if users.get_by_email(email) is not None:
+        return False
+    try:
+        create_user(email, password, admin=True, users=users)
+    except UserExists:
+        # Another replica starting at the same moment inserted it first; that is fine.
+        return False
+    return True

@@ -1,0 +1,126 @@
+"""HTTP entrypoint: the auth blueprint (login, validate, users, healthz, metrics) and header parsing."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from flask import Blueprint, Request, Response, current_app, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import accounts, tokens
+from .config import Settings
+from .errors import Forbidden, InvalidCredentials, InvalidToken, TooManyAttempts
+from .metrics import Metrics
+
+bp = Blueprint("auth", __name__)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What the routes need, built by create_app and kept in app.extensions["auth"]."""
+
+    settings: Settings
+    users: object
+    throttle: object
+    metrics: Metrics
+
+
+def deps() -> Deps:
+    return current_app.extensions["auth"]
+
+
+def parse_basic(header: str | None) -> tuple[str, str]:
+    """Return (email, password) from a Basic Authorization header or raise InvalidCredentials."""
+    if not header:
+        raise InvalidCredentials("missing Authorization header")
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        raise InvalidCredentials("Authorization scheme must be Basic")
+    try:
+        raw = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidCredentials("Basic credentials are not valid base64") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidCredentials("Basic credentials are not valid UTF-8") from None
+    email, colon, password = text.partition(":")
+    if not colon:
+        raise InvalidCredentials("Basic credentials must be email:password")
+    return email, password
+
+
+def parse_bearer(header: str | None) -> str:
+    """Return the token from a Bearer Authorization header or raise InvalidToken."""
+    if not header:
+        raise InvalidToken("missing bearer token")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer":
+        raise InvalidToken("Authorization scheme must be Bearer")
+    if not token or " " in token:
+        raise InvalidToken("malformed bearer token")
+    return token
+
+
+def client_address(req: Request) -> str:
+    # auth is reachable only from the gateway (a NetworkPolicy enforces it), and the gateway appends
+    # the peer it saw, so the LAST X-Forwarded-For entry is the one nobody else could forge.
+    forwarded = req.headers.get("X-Forwarded-For", "")
+    last = forwarded.split(",")[-1].strip()
+    return last or req.remote_addr or "unknown"
+
+
+@bp.post("/login")
+def login() -> Response:
+    d = deps()
+    try:
+        email, password = parse_basic(request.headers.get("Authorization"))
+        token = accounts.login(
+            email,
+            password,
+            client_address(request),
+            users=d.users,
+            throttle=d.throttle,
+            secret=d.settings.jwt_secret,
+            lifetime_minutes=d.settings.jwt_lifetime_minutes,
+        )
+    except TooManyAttempts:
+        d.metrics.logins.labels("throttled").inc()
+        raise
+    except InvalidCredentials:
+        d.metrics.logins.labels("failure").inc()
+        raise
+    d.metrics.logins.labels("success").inc()
+    return Response(token, status=200, mimetype="text/plain")
+
+
+@bp.post("/validate")
+def validate() -> Response:
+    claims = tokens.decode(parse_bearer(request.headers.get("Authorization")), deps().settings.jwt_secret)
+    return jsonify(claims)
+
+
+@bp.post("/users")
+def create_user() -> tuple[Response, int]:
+    d = deps()
+    claims = tokens.decode(parse_bearer(request.headers.get("Authorization")), d.settings.jwt_secret)
+    if claims.get("admin") is not True:
+        raise Forbidden()
+    # force: callers need not set Content-Type; silent: bad JSON becomes None and a 400 below.
+    email, password, admin = accounts.parse_new_user(request.get_json(force=True, silent=True))
+    user = accounts.create_user(email, password, admin=admin, users=d.users)
+    return jsonify(email=user.email, admin=user.is_admin), 201
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    deps().users.ping()  # MySQLdb.OperationalError -> 503 via the app's error handler
+    return jsonify(status="ok")
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(deps().metrics.registry), content_type=CONTENT_TYPE_LATEST)
