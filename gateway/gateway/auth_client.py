@@ -1,0 +1,110 @@
+"""HTTP adapter for the internal auth service: login, token validation, user creation."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from http.cookiejar import DefaultCookiePolicy
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .errors import ServiceUnavailable, Unauthorized
+
+log = logging.getLogger("gateway")
+
+# (connect, read) seconds: auth is in-cluster, so anything slower means it is in trouble.
+TIMEOUT = (3.05, 10)
+# Auth's response headers worth passing on to the client.
+RELAYED_HEADERS = ("Retry-After", "WWW-Authenticate")
+
+
+@dataclass(frozen=True)
+class AuthReply:
+    """Auth's answer to relay as-is: status, body bytes, content type and relayable headers."""
+
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str]
+
+
+class AuthClient:
+    def __init__(self, base_url: str, *, session: requests.Session | None = None, pool_size: int = 16) -> None:
+        self._base = base_url.rstrip("/")
+        if session is None:
+            session = requests.Session()
+            # One pooled connection per gunicorn thread.
+            session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=pool_size))
+            session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=pool_size))
+            # The session is shared by every user's requests: never keep a cookie one user's
+            # answer set, and never route cluster-internal calls through an HTTP(S)_PROXY.
+            session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+            session.trust_env = False
+        self._session = session
+
+    def login(self, authorization_header: str, client_addr: str | None) -> AuthReply:
+        """Forward the client's Basic credentials; auth rate-limits per X-Forwarded-For."""
+        headers = {"Authorization": authorization_header}
+        if client_addr:
+            headers["X-Forwarded-For"] = client_addr
+        return _reply(self._post("/login", headers=headers))
+
+    def validate(self, token: str) -> dict:
+        """Claims of a valid token; Unauthorized when auth rejects it."""
+        response = self._post("/validate", headers={"Authorization": f"Bearer {token}"})
+        if response.status_code == 401:
+            raise Unauthorized("invalid or expired token")
+        if response.status_code != 200:
+            raise _unexpected(response)
+        try:
+            claims = response.json()
+        except ValueError:
+            raise _unexpected(response) from None
+        if not isinstance(claims, dict) or not isinstance(claims.get("email"), str):
+            raise _unexpected(response)
+        return claims
+
+    def create_user(self, token: str, json: dict, client_addr: str | None = None) -> AuthReply:
+        headers = {"Authorization": f"Bearer {token}"}
+        if client_addr:
+            headers["X-Forwarded-For"] = client_addr
+        return _reply(self._post("/users", headers=headers, json=json))
+
+    def ping(self) -> None:
+        response = self._get("/healthz")
+        if response.status_code != 200:
+            raise _unexpected(response)
+
+    def _post(self, path: str, **kwargs) -> requests.Response:
+        return self._call("POST", path, **kwargs)
+
+    def _get(self, path: str, **kwargs) -> requests.Response:
+        return self._call("GET", path, **kwargs)
+
+    def _call(self, method: str, path: str, **kwargs) -> requests.Response:
+        try:
+            return self._session.request(
+                method, self._base + path, timeout=TIMEOUT, allow_redirects=False, **kwargs
+            )
+        except requests.RequestException as exc:
+            log.warning("auth service unreachable: %r", exc)
+            raise ServiceUnavailable("the auth service is unavailable, try again later") from exc
+
+
+def _reply(response: requests.Response) -> AuthReply:
+    # Auth's 5xx is its own failure, not the client's: report it as a dependency outage.
+    if response.status_code >= 500:
+        raise _unexpected(response)
+    headers = {name: response.headers[name] for name in RELAYED_HEADERS if name in response.headers}
+    return AuthReply(
+        status=response.status_code,
+        body=response.content,
+        content_type=response.headers.get("Content-Type", "application/octet-stream"),
+        headers=headers,
+    )
+
+
+def _unexpected(response: requests.Response) -> ServiceUnavailable:
+    log.warning("auth service answered %s unexpectedly", response.status_code)
+    return ServiceUnavailable("the auth service is unavailable, try again later")

@@ -1,0 +1,134 @@
+"""Settings.from_env: defaults, overrides, fail-fast on bad values, and ENV_VARS completeness."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+
+import pytest
+
+from gateway.config import ENV_VARS, MIB, ConfigError, Settings
+
+
+def test_defaults_suit_a_local_run():
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 8080
+    assert settings.mongo_uri == "mongodb://127.0.0.1:27017/mp3converter"
+    assert settings.rabbitmq_url == "amqp://guest:guest@127.0.0.1:5672/%2F"
+    assert settings.video_queue == "video"
+    assert settings.auth_url == "http://127.0.0.1:5000"
+    assert settings.max_upload_bytes == 2048 * MIB
+    assert settings.proxy_hops == 0
+
+
+def test_every_variable_is_read():
+    env = {
+        "HOST": "0.0.0.0",
+        "PORT": "9000",
+        "MONGO_URI": "mongodb://user:pw@mongo-0.mongo,mongo-1.mongo/converter?replicaSet=rs0",
+        "RABBITMQ_URL": "amqp://u:p@rabbitmq:5672/%2F",
+        "VIDEO_QUEUE": "videos2",
+        "AUTH_SVC_ADDRESS": "auth:5000",
+        "MAX_UPLOAD_MB": "10",
+        "PROXY_HOPS": "1",
+    }
+    assert set(env) == set(ENV_VARS)
+    settings = Settings.from_env(env)
+    assert settings == Settings(
+        host="0.0.0.0",
+        port=9000,
+        mongo_uri=env["MONGO_URI"],
+        rabbitmq_url=env["RABBITMQ_URL"],
+        video_queue="videos2",
+        auth_url="http://auth:5000",
+        max_upload_bytes=10 * MIB,
+        proxy_hops=1,
+    )
+
+
+class RecordingEnv(dict):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+
+def test_env_vars_lists_exactly_what_is_read():
+    env = RecordingEnv()
+    Settings.from_env(env)
+    assert env.asked == set(ENV_VARS)
+
+
+@pytest.mark.parametrize(
+    ("address", "url"),
+    [("auth:5000", "http://auth:5000"), ("https://auth.example:8443/", "https://auth.example:8443"), ("10.0.0.1:5000", "http://10.0.0.1:5000")],
+)
+def test_auth_address_gets_a_scheme(address, url):
+    assert Settings.from_env({"AUTH_SVC_ADDRESS": address}).auth_url == url
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PORT": "http"}, "PORT must be an integer, got 'http'"),
+        ({"PORT": "0"}, "PORT must be between 1 and 65535, got 0"),
+        ({"PORT": "70000"}, "PORT must be between 1 and 65535, got 70000"),
+        ({"MAX_UPLOAD_MB": "2GB"}, "MAX_UPLOAD_MB must be an integer, got '2GB'"),
+        ({"MAX_UPLOAD_MB": "0"}, "MAX_UPLOAD_MB must be between 1 and 1048576, got 0"),
+        ({"PROXY_HOPS": "-1"}, "PROXY_HOPS must be between 0 and 10, got -1"),
+        ({"MONGO_URI": "mongodb://127.0.0.1:27017"}, "MONGO_URI must name a database in its path, got 'mongodb://127.0.0.1:27017'"),
+        (
+            {"MONGO_URI": "mongodb://user:secret@db:27017/?tls=true"},
+            "MONGO_URI must name a database in its path, got 'mongodb://***@db:27017/?tls=true'",
+        ),
+    ],
+    ids=["port-text", "port-zero", "port-high", "upload-text", "upload-zero", "hops-negative", "no-db", "no-db-redacted"],
+)
+def test_bad_values_fail_fast_with_one_line(env, message):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value) == message
+    assert "secret" not in str(caught.value)
+
+
+def test_settings_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().port = 1
+
+
+def _load_gunicorn_conf(monkeypatch, env):
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    sys.modules.pop("gateway.gunicorn_conf", None)
+    return importlib.import_module("gateway.gunicorn_conf")
+
+
+def test_gunicorn_conf_binds_host_port_with_threads(monkeypatch):
+    conf = _load_gunicorn_conf(monkeypatch, {})
+    assert conf.bind == "127.0.0.1:8080"
+    assert (conf.worker_class, conf.workers, conf.threads) == ("gthread", 1, 16)
+    assert (conf.timeout, conf.graceful_timeout, conf.accesslog) == (120, 30, "-")
+
+    conf = _load_gunicorn_conf(monkeypatch, {"HOST": "0.0.0.0", "PORT": "8081"})
+    assert conf.bind == "0.0.0.0:8081"
+    conf = _load_gunicorn_conf(monkeypatch, {"HOST": "::"})
+    assert conf.bind == "[::]:8080"
+
+
+def test_gunicorn_conf_exits_with_one_line_on_bad_config(monkeypatch):
+    with pytest.raises(SystemExit) as caught:
+        _load_gunicorn_conf(monkeypatch, {"PORT": "eighty"})
+    assert caught.value.code == "gateway: configuration error: PORT must be an integer, got 'eighty'"
+    sys.modules.pop("gateway.gunicorn_conf", None)

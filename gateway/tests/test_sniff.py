@@ -1,0 +1,51 @@
+"""sniff(): known video containers are recognised from their first bytes, anything else is not."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.sniff import sniff
+
+TS_PACKET = b"\x47" + b"\x00" * 187
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00", "video/mp4"),
+        (b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00", "video/mp4"),  # QuickTime .mov
+        (b"\x00\x00\x00\x1cftyp3gp4\x00\x00\x00\x00", "video/mp4"),  # 3GP
+        (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01", "video/x-matroska"),  # mkv / webm
+        (b"RIFF\x24\x00\x10\x00AVI LIST", "video/x-msvideo"),
+        (b"FLV\x01\x05\x00\x00\x00\x09", "video/x-flv"),
+        (b"\x00\x00\x01\xba\x44\x00\x04\x00", "video/mpeg"),
+        (bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c") + b"\x00" * 8, "video/x-ms-asf"),
+        (b"OggS\x00\x02\x00\x00", "video/ogg"),
+        (TS_PACKET * 3, "video/mp2t"),
+        (TS_PACKET * 2, "video/mp2t"),
+    ],
+    ids=["mp4", "mov", "3gp", "mkv", "avi", "flv", "mpeg-ps", "asf", "ogg", "mpeg-ts", "mpeg-ts-2-packets"],
+)
+def test_known_containers(head, expected):
+    assert sniff(head) == expected
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"",
+        b"%PDF-1.7\n%\xe2\xe3\xcf\xd3",
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+        b"PK\x03\x04\x14\x00\x00\x00",
+        b"MZ\x90\x00\x03\x00\x00\x00",
+        b"RIFF\x24\x00\x00\x00WAVEfmt ",  # RIFF but audio, not AVI
+        b"GIF89a\x01\x00\x01\x00",  # starts with 0x47 like an MPEG-TS sync byte
+        TS_PACKET,  # a single packet could be any text starting with "G"
+        TS_PACKET + b"\x00" * 188,  # second sync byte missing
+        b"ID3\x04\x00\x00\x00\x00",  # an MP3 is not a video
+        b"hello world, this is plain text",
+    ],
+    ids=["empty", "pdf", "png", "zip", "exe", "wav", "gif", "one-ts-packet", "bad-second-sync", "mp3", "text"],
+)
+def test_non_video_is_rejected(head):
+    assert sniff(head) is None
