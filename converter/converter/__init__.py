@@ -1,0 +1,1 @@
+"""converter: consumes `video` jobs, extracts the audio to MP3 with ffmpeg, publishes `mp3` messages."""

@@ -1,0 +1,70 @@
+"""GridFS adapter: stream a video out to disk and an MP3 in from disk, never whole in memory."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from bson import ObjectId
+from gridfs import GridFSBucket
+from gridfs.errors import NoFile
+
+from .jobs import retry_transient
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 1024 * 1024
+
+
+class MissingFile(Exception):
+    """No GridFS file with that id."""
+
+
+class Bucket:
+    """One GridFS bucket (`videos` or `mp3s`), addressed by the 24-hex file ids stored on jobs."""
+
+    def __init__(self, bucket: GridFSBucket) -> None:
+        self._bucket = bucket
+
+    @retry_transient
+    def download_to(self, fid: str, dst: Path) -> int:
+        """Writes the file to dst in 1 MiB chunks (a retry starts the file over); returns its size."""
+        try:
+            stream = self._bucket.open_download_stream(ObjectId(fid))
+        except NoFile:
+            raise MissingFile(fid) from None
+        size = 0
+        with stream, dst.open("wb") as out:
+            while chunk := stream.read(CHUNK_BYTES):
+                out.write(chunk)
+                size += len(chunk)
+        return size
+
+    @retry_transient
+    def replace(self, fid: str, filename: str, src: Path, metadata: dict[str, Any]) -> None:
+        """Uploads src under the given id, first removing whatever an earlier, interrupted attempt left there."""
+        oid = ObjectId(fid)
+        self._delete(oid)
+        try:
+            with src.open("rb") as data:
+                # GridFS reads the file object chunk by chunk.
+                self._bucket.upload_from_stream_with_id(oid, filename, data, metadata=metadata)
+        except Exception:
+            # pymongo does not abort a failed upload: remove the chunks it already wrote (best effort; the next
+            # attempt deletes them anyway before uploading).
+            with contextlib.suppress(Exception):
+                self._delete(oid)
+            raise
+
+    @retry_transient
+    def delete(self, fid: str) -> None:
+        """Deletes the file and its chunks; a missing file is fine (redelivery, earlier cleanup)."""
+        self._delete(ObjectId(fid))
+
+    def _delete(self, oid: ObjectId) -> None:
+        # GridFSBucket.delete removes the chunks even when the files document is missing, then raises NoFile:
+        # exactly the leftover of an upload that died before writing its files document.
+        with contextlib.suppress(NoFile):
+            self._bucket.delete(oid)

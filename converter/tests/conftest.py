@@ -1,0 +1,164 @@
+"""Fakes for the converter's adapters (jobs collection, GridFS buckets), reached through fixtures.
+
+(Test modules cannot import this file under --import-mode=importlib, hence fixtures for everything.)
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# pytest's importlib mode imports this file as `converter.tests.conftest` and, on the way, registers the
+# service *folder* as an empty namespace module `converter`, shadowing the real package on sys.path.
+# Drop that stand-in so `import converter.x` finds the package (harmless when it is already the real one).
+if getattr(sys.modules.get("converter"), "__file__", None) is None:
+    sys.modules.pop("converter", None)
+
+from converter.storage import MissingFile  # noqa: E402
+
+JOB_ID = "0123456789abcdef0123456789abcdef"
+VIDEO_FID = "65a1b2c3d4e5f60718293a4b"
+OWNER = "alice@example.com"
+
+
+def video_message(**changes: Any) -> dict[str, Any]:
+    message = {"job_id": JOB_ID, "video_fid": VIDEO_FID, "username": OWNER, "filename": "holiday.mp4"}
+    message.update(changes)
+    return message
+
+
+class FakeJobs:
+    """In-memory stand-in for converter.jobs.Jobs with the same semantics."""
+
+    def __init__(self, *docs: dict[str, Any]) -> None:
+        self.docs = {doc["_id"]: dict(doc) for doc in docs}
+        self.calls: list[str] = []
+
+    def get(self, job_id):
+        self.calls.append("get")
+        doc = self.docs.get(job_id)
+        return dict(doc) if doc else None
+
+    def start_attempt(self, job_id):
+        self.calls.append("start_attempt")
+        doc = self.docs.get(job_id)
+        if doc is None or doc["status"] not in ("queued", "converting"):
+            return None
+        doc["attempts"] = doc.get("attempts", 0) + 1
+        doc["status"] = "converting"
+        return dict(doc)
+
+    def plan_mp3_fid(self, job_id, candidate):
+        self.calls.append("plan_mp3_fid")
+        doc = self.docs.get(job_id)
+        if doc is None:
+            return None
+        doc.setdefault("mp3_fid_planned", candidate)
+        return doc["mp3_fid_planned"]
+
+    def mark_done(self, job_id, mp3_fid):
+        self.calls.append("mark_done")
+        self.docs[job_id].update(status="done", mp3_fid=mp3_fid, error=None)
+
+    def mark_failed(self, job_id, reason):
+        self.calls.append("mark_failed")
+        doc = self.docs.get(job_id)
+        if doc is None or doc["status"] == "done":
+            return False
+        doc.update(status="failed", error=reason)
+        return True
+
+
+class FakeBucket:
+    """In-memory stand-in for converter.storage.Bucket; `fail_replace` makes the next uploads raise."""
+
+    def __init__(self, files: dict[str, bytes] | None = None) -> None:
+        self.files: dict[str, dict[str, Any]] = {fid: {"data": data} for fid, data in (files or {}).items()}
+        self.calls: list[tuple] = []
+        self.fail_replace: list[Exception] = []
+
+    def download_to(self, fid, dst: Path):
+        self.calls.append(("download_to", fid))
+        if fid not in self.files:
+            raise MissingFile(fid)
+        dst.write_bytes(self.files[fid]["data"])
+        return len(self.files[fid]["data"])
+
+    def replace(self, fid, filename, src: Path, metadata):
+        self.calls.append(("replace", fid, filename))
+        self.files.pop(fid, None)
+        if self.fail_replace:
+            raise self.fail_replace.pop(0)
+        self.files[fid] = {"data": src.read_bytes(), "filename": filename, "metadata": metadata}
+
+    def delete(self, fid):
+        self.calls.append(("delete", fid))
+        self.files.pop(fid, None)
+
+
+def queued_job(**changes: Any) -> dict[str, Any]:
+    job = {"_id": JOB_ID, "owner": OWNER, "status": "queued", "filename": "holiday.mp4", "video_fid": VIDEO_FID,
+           "mp3_fid": None, "error": None, "attempts": 0, "notified_at": None}
+    job.update(changes)
+    return job
+
+
+needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
+                                  reason="ffmpeg/ffprobe not installed")
+
+
+def make_clip(path: Path, *, audio: bool = True, seconds: float = 1.0) -> Path:
+    """A tiny generated test video (lavfi testsrc2 + sine), MPEG-4 video and AAC audio in MP4."""
+    args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size=64x48:rate=10:duration={seconds}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "aac"]
+    args += ["-c:v", "mpeg4", "-shortest", str(path)]
+    subprocess.run(args, check=True, timeout=60)
+    return path
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory) -> Path:
+    if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
+        pytest.skip("ffmpeg/ffprobe not installed")
+    return make_clip(tmp_path_factory.mktemp("clips") / "clip.mp4")
+
+
+@pytest.fixture(scope="session")
+def silent_clip(tmp_path_factory) -> Path:
+    if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
+        pytest.skip("ffmpeg/ffprobe not installed")
+    return make_clip(tmp_path_factory.mktemp("clips") / "silent.mp4", audio=False)
+
+
+@pytest.fixture
+def jobs() -> FakeJobs:
+    """A jobs store holding one queued job JOB_ID."""
+    return FakeJobs(queued_job())
+
+
+@pytest.fixture
+def videos() -> FakeBucket:
+    return FakeBucket({VIDEO_FID: b"not really a video"})
+
+
+@pytest.fixture
+def mp3s() -> FakeBucket:
+    return FakeBucket()
+
+
+@pytest.fixture
+def make_job():
+    return queued_job
+
+
+@pytest.fixture
+def message():
+    """video_message(**changes): a valid `video` message for JOB_ID with fields overridden."""
+    return video_message

@@ -1,0 +1,59 @@
+"""Unit tests for converter.config: defaults, overrides, fail-fast on bad values, ENV_VARS completeness."""
+
+from __future__ import annotations
+
+import tempfile
+
+import pytest
+
+from converter.config import ENV_VARS, ConfigError, Settings
+
+
+def test_defaults_suit_a_local_run():
+    s = Settings.from_env({})
+    assert (s.host, s.metrics_port, s.video_queue, s.mp3_queue, s.max_attempts) == (
+        "127.0.0.1", 9101, "video", "mp3", 3)
+    assert s.mongo_uri == "mongodb://127.0.0.1:27017/mp3converter"
+    assert s.rabbitmq_url == "amqp://guest:guest@127.0.0.1:5672/%2F"
+    assert s.work_dir == tempfile.gettempdir()
+
+
+def test_overrides(tmp_path):
+    s = Settings.from_env({"HOST": "0.0.0.0", "METRICS_PORT": "9999", "MONGO_URI": "mongodb://db:27017/x",
+                           "RABBITMQ_URL": "amqp://u:p@mq:5672/%2F", "VIDEO_QUEUE": "v", "MP3_QUEUE": "m",
+                           "MAX_ATTEMPTS": "5", "WORK_DIR": str(tmp_path)})
+    assert (s.host, s.metrics_port, s.mongo_uri, s.rabbitmq_url, s.video_queue, s.mp3_queue, s.max_attempts,
+            s.work_dir) == ("0.0.0.0", 9999, "mongodb://db:27017/x", "amqp://u:p@mq:5672/%2F", "v", "m", 5,
+                            str(tmp_path))
+
+
+def test_reads_exactly_env_vars():
+    class Recorder(dict):
+        def get(self, key, default=None):
+            seen.add(key)
+            return super().get(key, default)
+
+    seen: set[str] = set()
+    Settings.from_env(Recorder())
+    assert seen == set(ENV_VARS)
+
+
+def test_credentials_stay_out_of_repr():
+    s = Settings.from_env({"MONGO_URI": "mongodb://u:s3cret@db/x", "RABBITMQ_URL": "amqp://u:s3cret@mq/"})
+    assert "s3cret" not in repr(s)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"METRICS_PORT": "http"}, "METRICS_PORT='http' is not an integer"),
+    ({"METRICS_PORT": "0"}, "METRICS_PORT=0 is outside 1..65535"),
+    ({"MAX_ATTEMPTS": "0"}, "MAX_ATTEMPTS=0 is outside 1..100"),
+    ({"MAX_ATTEMPTS": "2.5"}, "MAX_ATTEMPTS='2.5' is not an integer"),
+    ({"MONGO_URI": "postgres://db/x"}, "MONGO_URI must start with mongodb:// or mongodb+srv://"),
+    ({"MONGO_URI": "mongodb://db:27017"}, "MONGO_URI must name the database in its path"),
+    ({"RABBITMQ_URL": "http://mq"}, "RABBITMQ_URL must start with amqp:// or amqps://"),
+    ({"WORK_DIR": "/does/not/exist"}, "WORK_DIR='/does/not/exist' is not a directory"),
+])
+def test_bad_values_fail_fast_with_one_line(env, message):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)

@@ -1,0 +1,141 @@
+"""Unit tests for notification.handler: validation, mail content, idempotence, SMTP retry policy."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from notification import handler
+from notification.errors import PermanentError
+from notification.mailer import MailUnavailable
+
+JOB_ID = "0123456789abcdef0123456789abcdef"
+OWNER = "alice@example.com"
+MP3_FID = "65a1b2c3d4e5f60718293a4b"
+PUBLIC_URL = "http://localhost:8080"
+
+
+def done(**changes):
+    message = {"job_id": JOB_ID, "video_fid": "65a1b2c3d4e5f60718290000", "mp3_fid": MP3_FID,
+               "username": OWNER, "filename": "holiday.mp4", "status": "done", "error": None}
+    message.update(changes)
+    return message
+
+
+def failed(**changes):
+    return done(**{"mp3_fid": None, "status": "failed", "error": "the video has no audio stream", **changes})
+
+
+@pytest.fixture
+def run(jobs, send):
+    sleeps: list[float] = []
+
+    def run(message):
+        return handler.handle(message, jobs=jobs, send=send, public_url=PUBLIC_URL, sleep=sleeps.append)
+    run.sleeps = sleeps
+    return run
+
+
+@pytest.mark.parametrize(("message", "error"), [
+    (done(job_id="short"), "message field 'job_id' is missing or not a 32-character hex id"),
+    (done(job_id=None), "message field 'job_id' is missing or not a 32-character hex id"),
+    (done(username="not-an-address"), "message field 'username' is missing or not an email address"),
+    (done(username="a@b.c, victim@evil.example"), "message field 'username' is missing or not an email address"),
+    (done(username="a@b.c\nBcc: victim@evil.example"),
+     "message field 'username' is missing or not an email address"),
+    (done(filename=""), "message field 'filename' is missing or not a non-empty string"),
+    (done(filename=3), "message field 'filename' is missing or not a non-empty string"),
+    (done(status="converting"), "message field 'status' is missing or not \"done\" or \"failed\""),
+    (done(mp3_fid=None), "message field 'mp3_fid' is missing or not a 24-character hex file id"),
+    (done(mp3_fid="../../etc"), "message field 'mp3_fid' is missing or not a 24-character hex file id"),
+    (failed(error=42), "message field 'error' is missing or not a string or null"),
+    (["not", "an", "object"], "message is not a JSON object"),
+])
+def test_bad_messages_are_permanent_errors(run, send, jobs, message, error):
+    with pytest.raises(PermanentError) as caught:
+        run(message)
+    assert str(caught.value) == error
+    assert send.attempts == 0 and jobs.calls == []
+
+
+def test_done_mail(run, send, jobs):
+    run(done())
+
+    [(to, subject, body)] = send.sent
+    assert to == OWNER
+    assert subject == "Your MP3 is ready: holiday.mp4"
+    assert '"holiday.mp4"' in body and JOB_ID in body and MP3_FID in body
+    assert (f'curl -H "Authorization: Bearer $TOKEN" -o "holiday.mp3" '
+            f'"{PUBLIC_URL}/download?fid={MP3_FID}"') in body
+    assert jobs.docs[JOB_ID]["notified_at"] is not None
+
+
+def test_failed_mail(run, send):
+    run(failed())
+
+    [(to, subject, body)] = send.sent
+    assert subject == "Your conversion failed: holiday.mp4"
+    assert "Reason: the video has no audio stream" in body and JOB_ID in body
+    assert "curl" not in body
+
+
+def test_failed_mail_without_reason(run, send):
+    run(failed(error=None))
+    assert "Reason: unknown error" in send.sent[0][2]
+
+
+def test_hostile_filename_cannot_break_headers_or_the_shell_command(run, send):
+    run(done(filename='x"; rm -rf ~; echo "$(id)`id`\nBcc: victim@evil.example.mp4'))
+
+    [(_, subject, body)] = send.sent
+    assert "\n" not in subject
+    curl = next(line for line in body.splitlines() if "curl" in line)
+    output = curl.split('-o "')[1].split('"')[0]
+    assert output.endswith(".mp3")
+    assert not set(output) & set('"$`;\\\n')
+
+
+def test_skips_when_already_notified(run, send, jobs):
+    jobs.docs[JOB_ID]["notified_at"] = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    run(done())
+    assert send.attempts == 0 and "mark_notified" not in jobs.calls
+
+
+def test_missing_job_is_permanent(run, send, jobs):
+    jobs.docs.clear()
+    with pytest.raises(PermanentError, match="^job no longer exists$"):
+        run(done())
+    assert send.attempts == 0
+
+
+def test_message_for_someone_else_is_permanent(run, send):
+    with pytest.raises(PermanentError, match="not the job's owner"):
+        run(done(username="mallory@example.com"))
+    assert send.attempts == 0
+
+
+def test_smtp_outage_is_retried_with_capped_backoff_until_accepted(run, send, jobs):
+    send.errors = [MailUnavailable("connection refused")] * 9
+
+    run(done())
+
+    assert run.sleeps == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert len(send.sent) == 1 and jobs.docs[JOB_ID]["notified_at"] is not None
+
+
+def test_rejected_recipient_is_permanent_and_not_recorded_as_notified(run, send, jobs):
+    send.errors = [PermanentError("the mail server rejected the recipient alice@example.com: 550 no such user")]
+
+    with pytest.raises(PermanentError, match="550"):
+        run(done())
+
+    assert run.sleeps == [] and send.attempts == 1
+    assert jobs.docs[JOB_ID]["notified_at"] is None
+
+
+def test_notified_at_is_recorded_only_after_the_mail_was_accepted(run, send, jobs):
+    send.errors = [RuntimeError("unexpected")]
+    with pytest.raises(RuntimeError):
+        run(done())
+    assert jobs.docs[JOB_ID]["notified_at"] is None and run.sleeps == []

@@ -1,0 +1,37 @@
+"""Unit tests for notification.jobs against a fake collection: what is written, and retry on outages."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pymongo.errors import AutoReconnect
+
+from notification import jobs as jobs_module
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+class Collection:
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.updates: list[tuple] = []
+
+    def update_one(self, query, update):
+        if self.failures:
+            self.failures -= 1
+            raise AutoReconnect("connection refused")
+        self.updates.append((query, update))
+
+
+def test_mark_notified_sets_only_notified_at():
+    collection = Collection()
+    jobs_module.Jobs(collection, clock=lambda: NOW).mark_notified("j")
+    assert collection.updates == [({"_id": "j"}, {"$set": {"notified_at": NOW}})]
+
+
+def test_mongodb_outage_is_retried(monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(jobs_module.Jobs.mark_notified.retry, "sleep", waits.append)
+    collection = Collection(failures=2)
+    jobs_module.Jobs(collection, clock=lambda: NOW).mark_notified("j")
+    assert waits == [1, 2] and len(collection.updates) == 1

@@ -1,0 +1,94 @@
+"""Unit tests for notification.mailer: failure classification and a real exchange with a local test server."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from notification.errors import PermanentError
+from notification.mailer import Mailer, MailUnavailable, classify
+
+
+@pytest.mark.parametrize(("error", "kind", "text"), [
+    (ConnectionRefusedError(111, "Connection refused"), MailUnavailable, "Connection refused"),
+    (TimeoutError("timed out"), MailUnavailable, "timed out"),
+    (smtplib.SMTPServerDisconnected("gone"), MailUnavailable, "gone"),
+    (smtplib.SMTPRecipientsRefused({"a@b.c": (550, b"5.1.1 no such user")}), PermanentError,
+     "the mail server rejected the recipient a@b.c: 550 5.1.1 no such user"),
+    (smtplib.SMTPRecipientsRefused({"a@b.c": (450, b"mailbox busy")}), MailUnavailable, "temporarily"),
+    (smtplib.SMTPDataError(554, b"spam"), PermanentError, "the mail server rejected the message: 554 spam"),
+    (smtplib.SMTPDataError(451, b"try later"), MailUnavailable, "451 try later"),
+    (smtplib.SMTPSenderRefused(550, b"bad sender", "me@x"), MailUnavailable, "550 bad sender"),
+    (smtplib.SMTPAuthenticationError(535, b"bad credentials"), MailUnavailable, "535 bad credentials"),
+    (smtplib.SMTPNotSupportedError("STARTTLS extension not supported by server."), MailUnavailable, "STARTTLS"),
+])
+def test_classify(error, kind, text):
+    result = classify(error)
+    assert type(result) is kind and text in str(result)
+
+
+def test_build_sets_headers():
+    message = Mailer("127.0.0.1", 25, sender="mp3converter@localhost").build("a@b.c", "Hi", "Body")
+    assert (message["From"], message["To"], message["Subject"]) == ("mp3converter@localhost", "a@b.c", "Hi")
+    assert message["Date"] and message["Message-ID"].endswith("@localhost>")
+    assert message.get_content() == "Body\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.envelopes = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if address.startswith("nobody@"):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.envelopes.append(envelope)
+        return "250 Message accepted"
+
+
+@pytest.fixture
+def smtp_server():
+    recorder = Recorder()
+    controller = Controller(recorder, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    yield controller.port, recorder
+    controller.stop()
+
+
+def test_send_delivers_to_a_real_smtp_server(smtp_server):
+    port, recorder = smtp_server
+    Mailer("127.0.0.1", port, sender="mp3converter@localhost", timeout_s=5).send(
+        "alice@example.com", "Your MP3 is ready: é.mp4", "Hello\n")
+    [envelope] = recorder.envelopes
+    assert envelope.mail_from == "mp3converter@localhost" and envelope.rcpt_tos == ["alice@example.com"]
+    assert b"Subject: Your MP3 is ready: =?utf-8?" in envelope.original_content
+
+
+def test_send_to_rejected_recipient_is_permanent(smtp_server):
+    port, _ = smtp_server
+    with pytest.raises(PermanentError, match="550"):
+        Mailer("127.0.0.1", port, sender="mp3converter@localhost", timeout_s=5).send("nobody@example.com", "s", "b")
+
+
+def test_send_with_server_down_is_transient():
+    with pytest.raises(MailUnavailable):
+        Mailer("127.0.0.1", _free_port(), sender="mp3converter@localhost", timeout_s=2).send("a@b.c", "s", "b")
+
+
+def test_starttls_required_but_not_offered_is_transient(smtp_server):
+    port, recorder = smtp_server
+    with pytest.raises(MailUnavailable, match="STARTTLS"):
+        Mailer("127.0.0.1", port, sender="mp3converter@localhost", starttls=True, timeout_s=5).send("a@b.c", "s", "b")
+    assert recorder.envelopes == []
