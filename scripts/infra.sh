@@ -84,6 +84,8 @@ start_rabbitmq() {
     cat >"$dir/rabbitmq.conf" <<EOF
 listeners.tcp.1 = 127.0.0.1:$RABBITMQ_PORT
 loopback_users.guest = true
+# Same as the cluster (rabbit/configmap.yaml): long conversions and SMTP outages keep a message unacked.
+consumer_timeout = 7200000
 EOF
     export RABBITMQ_NODENAME="rabbit@localhost" RABBITMQ_MNESIA_BASE="$dir/mnesia" \
         RABBITMQ_LOG_BASE="$dir/log" RABBITMQ_PID_FILE="$dir/rabbitmq.pid" \
