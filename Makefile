@@ -70,13 +70,13 @@ bench: venv infra ## benchmarks (see docs/performance.md); results in bench/resu
 
 # --- minikube -------------------------------------------------------------------------------------
 minikube-up: ## start minikube with the ingress and metrics-server addons
-	minikube status >/dev/null 2>&1 || minikube start --cpus=4 --memory=8g --disk-size=40g
+	# calico: a CNI that enforces the NetworkPolicies (minikube's default one ignores them)
+	minikube status >/dev/null 2>&1 || minikube start --cni=calico --cpus=4 --memory=8g --disk-size=40g
 	minikube addons enable ingress
 	minikube addons enable metrics-server
 
-images: ## build the four images inside minikube's Docker
-	eval "$$(minikube docker-env)" && for svc in $(SERVICES); do \
-	  docker build -t mp3converter/$$svc:dev $$svc || exit 1; done
+images: ## build the four images inside minikube (tag mp3converter/<svc>:dev, as the overlay expects)
+	for svc in $(SERVICES); do minikube image build -t mp3converter/$$svc:dev $$svc/ || exit 1; done
 
 deploy: ## kubectl apply -k the minikube overlay
 	kubectl apply -k $(OVERLAY)
@@ -87,15 +87,15 @@ undeploy: ## delete everything the overlay created (PVCs included)
 
 status: ## pods, services, ingress, HPA and queue depth
 	kubectl -n $(NAMESPACE) get pods,svc,ingress,hpa,pdb -o wide
-	-kubectl -n $(NAMESPACE) exec statefulset/rabbitmq -- rabbitmqctl list_queues name messages consumers
+	-kubectl -n $(NAMESPACE) exec rabbitmq-0 -- rabbitmqctl list_queues name messages messages_unacknowledged consumers
 
 logs: ## follow one service's logs: make logs SVC=converter
 	kubectl -n $(NAMESPACE) logs -f -l app.kubernetes.io/name=$(SVC) --all-containers --max-log-requests=10 --prefix
 
-port-forward: ## gateway :8080, RabbitMQ UI :15672, Mailpit UI :8025 on localhost
+port-forward: ## gateway :8080, RabbitMQ UI :15672, Mailpit UI :8025 on 127.0.0.1; Ctrl-C stops
 	trap 'kill 0' INT TERM EXIT; \
 	kubectl -n $(NAMESPACE) port-forward svc/gateway 8080:8080 & \
-	kubectl -n $(NAMESPACE) port-forward svc/rabbitmq 15672:15672 & \
+	kubectl -n $(NAMESPACE) port-forward pod/rabbitmq-0 15672:15672 & \
 	kubectl -n $(NAMESPACE) port-forward svc/mailpit 8025:8025 & \
 	wait
 
