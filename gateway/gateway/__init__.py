@@ -64,8 +64,10 @@ def create_app(
     if auth is None:
         auth = AuthClient(settings.auth_url)
 
-    app = Flask(__name__)
+    # No static folder: the gateway serves only its API, and every route must be in the OpenAPI document.
+    app = Flask(__name__, static_folder=None)
     metrics = Metrics()
+    metrics.watch_jobs(jobs.count_by_status)
     app.extensions["gateway"] = Services(settings, storage, jobs, publisher, auth, metrics)
     app.register_blueprint(bp)
     register_error_handler(app)

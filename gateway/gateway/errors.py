@@ -19,9 +19,11 @@ class GatewayError(Exception):
     status = 500
     headers: dict[str, str] = {}
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # The form field or query parameter at fault, so a client can point at it without parsing prose.
+        self.field = field
         if headers:
             self.headers = headers
 
@@ -61,8 +63,8 @@ _DEPENDENCY_DOWN = (
 )
 
 
-def _json(message: str, status: int, headers=None):
-    response = jsonify(error=message)
+def _json(message: str, status: int, headers=None, field: str | None = None):
+    response = jsonify(error=message) if field is None else jsonify(error=message, field=field)
     response.status_code = status
     for name, value in headers or ():
         response.headers[name] = value
@@ -72,7 +74,7 @@ def _json(message: str, status: int, headers=None):
 def handle_error(exc: Exception):
     """The one handler: domain errors, werkzeug HTTP errors, dead dependencies and bugs, all as JSON."""
     if isinstance(exc, GatewayError):
-        return _json(exc.message, exc.status, exc.headers.items())
+        return _json(exc.message, exc.status, exc.headers.items(), exc.field)
     if isinstance(exc, HTTPException):
         if exc.code is None or exc.code < 400:
             return exc  # routing redirects (e.g. a missing trailing slash) are not errors

@@ -1,15 +1,32 @@
-"""MongoDB `jobs` collection adapter and the public job view."""
+"""MongoDB `jobs` collection adapter (plus the Idempotency-Key claims) and the public job view."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import hashlib
+import threading
+from datetime import UTC, datetime, timedelta
 
+import pymongo
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from .errors import ServiceUnavailable
+from .options import OPTION_NAMES, default_options
+
+# How long an Idempotency-Key stays bound to its first job (docs/design.md).
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+STATUSES = ("queued", "converting", "done", "failed", "expired")
 
 
 class Jobs:
+    """The `jobs` collection, and `idempotency_keys`: one document per (owner, key) whose unique `_id`
+    lets exactly one of several concurrent uploads with the same key keep its job."""
+
     def __init__(self, db: Database) -> None:
         self._jobs = db["jobs"]
+        self._claims = db["idempotency_keys"]
+        self._indexes_ready = False
+        self._indexes_lock = threading.Lock()
 
     def create(self, job: dict) -> None:
         self._jobs.insert_one(job)
@@ -20,8 +37,100 @@ class Jobs:
     def delete(self, job_id: str) -> None:
         self._jobs.delete_one({"_id": job_id})
 
+    def take(self, job_id: str, *, owner: str | None) -> dict | None:
+        """Delete the job (only if `owner` owns it, unless owner is None) and return it as it was.
 
-def new_job(*, job_id: str, owner: str, filename: str, video_fid: str, now: datetime) -> dict:
+        One atomic step, so the fids returned are the latest the converter wrote, and two
+        concurrent deletes cannot both succeed.
+        """
+        query = {"_id": job_id} if owner is None else {"_id": job_id, "owner": owner}
+        return self._jobs.find_one_and_delete(query)
+
+    def list_for_owner(self, owner: str, *, limit: int, offset: int) -> tuple[list[dict], int]:
+        """One page of the owner's jobs, newest first, and how many they have in all."""
+        self._ensure_indexes()
+        cursor = (
+            self._jobs.find({"owner": owner})
+            # _id breaks ties between jobs created in the same millisecond so pages never overlap.
+            .sort([("created_at", pymongo.DESCENDING), ("_id", pymongo.DESCENDING)])
+            .skip(offset)
+            .limit(limit)
+        )
+        return list(cursor), self._jobs.count_documents({"owner": owner})
+
+    def count_by_status(self) -> dict[str, int]:
+        """How many jobs are in each status (for the metrics scrape)."""
+        rows = self._jobs.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
+        return {str(row["_id"]): int(row["n"]) for row in rows}
+
+    def find_idempotent(self, owner: str, key: str, *, now: datetime) -> dict | None:
+        """The job that `key` is bound to for `owner`, if it was used within the window."""
+        claim = self._claims.find_one({"_id": claim_id(owner, key)})
+        if claim is None or _aware(claim["created_at"]) < now - IDEMPOTENCY_WINDOW:
+            return None
+        return self._jobs.find_one({"_id": claim["job_id"]})
+
+    def claim_idempotency_key(self, owner: str, key: str, job_id: str, *, now: datetime) -> dict | None:
+        """Bind `key` to our freshly inserted job; return the other job that holds it, None if we do.
+
+        Two uploads with the same key can both pass find_idempotent (it runs before their bodies
+        are read). The claim's unique _id lets only one of them insert it; the loser gets the winner's
+        job back and must delete its own. A claim whose job is outside the window or was deleted
+        is taken over with a compare-and-set, so only one taker succeeds there too.
+        """
+        cid = claim_id(owner, key)
+        for _ in range(5):  # each round means another request changed the claim under us
+            try:
+                self._claims.insert_one({"_id": cid, "job_id": job_id, "created_at": now})
+                return None
+            except DuplicateKeyError:
+                pass
+            claim = self._claims.find_one({"_id": cid})
+            if claim is None:
+                continue  # released meanwhile (a rolled-back upload): try inserting again
+            if claim["job_id"] == job_id:
+                return None
+            if _aware(claim["created_at"]) >= now - IDEMPOTENCY_WINDOW:
+                holder = self._jobs.find_one({"_id": claim["job_id"]})
+                if holder is not None:
+                    return holder
+            taken = self._claims.update_one(
+                {"_id": cid, "job_id": claim["job_id"]}, {"$set": {"job_id": job_id, "created_at": now}}
+            )
+            if taken.matched_count:
+                return None
+        raise ServiceUnavailable("too many concurrent uploads with this Idempotency-Key, try again")
+
+    def release_idempotency_key(self, owner: str, key: str, job_id: str) -> None:
+        """Unbind `key` if it still points at `job_id` (the job was rolled back or deleted)."""
+        self._claims.delete_one({"_id": claim_id(owner, key), "job_id": job_id})
+
+    def _ensure_indexes(self) -> None:
+        # Created on first use, not at start, so the app starts (and answers 503) while MongoDB is down.
+        if self._indexes_ready:
+            return
+        with self._indexes_lock:
+            if not self._indexes_ready:
+                # GET /jobs: equality on owner, then the sort; also serves count_documents({"owner"}).
+                self._jobs.create_index([("owner", pymongo.ASCENDING), ("created_at", pymongo.DESCENDING)])
+                self._indexes_ready = True
+
+
+def claim_id(owner: str, key: str) -> str:
+    """The claim document's _id: fixed length whatever the email and key, and unique per pair."""
+    return hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest()
+
+
+def new_job(
+    *,
+    job_id: str,
+    owner: str,
+    filename: str,
+    video_fid: str,
+    now: datetime,
+    options: dict | None = None,
+    idempotency_key: str | None = None,
+) -> dict:
     """The document the gateway inserts for an accepted upload (layout fixed by docs/design.md)."""
     return {
         "_id": job_id,
@@ -35,26 +144,46 @@ def new_job(*, job_id: str, owner: str, filename: str, video_fid: str, now: date
         "created_at": now,
         "updated_at": now,
         "notified_at": None,
+        "options": {**default_options(), **(options or {})},
+        "progress": 0,
+        "duration_s": None,
+        "expires_at": None,
+        "idempotency_key": idempotency_key,
     }
 
 
 def job_view(job: dict) -> dict:
     """What a client may see of a job: no owner, no internal fids or counters."""
+    options = job.get("options") or {}
     return {
         "job_id": job["_id"],
         "status": job["status"],
+        "progress": _progress(job.get("progress")),
         "mp3_fid": job.get("mp3_fid"),
         "error": job.get("error"),
         "filename": job.get("filename"),
+        "duration_s": job.get("duration_s"),
+        # Jobs from before options existed have none: show every option unset (= the defaults).
+        "options": {name: options.get(name) for name in OPTION_NAMES},
         "created_at": _iso(job.get("created_at")),
         "updated_at": _iso(job.get("updated_at")),
+        "expires_at": _iso(job.get("expires_at")),
     }
+
+
+def _progress(value: object) -> int:
+    # Written by the converter as an int 0..100; anything else (absent, null) reads as not started.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return max(0, min(100, int(value)))
+
+
+def _aware(value: datetime) -> datetime:
+    # BSON dates are UTC; a client created without tz_aware hands them back naive.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    # BSON dates are UTC; a client created without tz_aware hands them back naive.
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return _aware(value).astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -2,12 +2,67 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from collections.abc import Callable, Iterator
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+log = logging.getLogger("gateway")
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Always exported, 0 when no job has them, so alerts never see a series vanish.
+JOB_STATUSES = ("queued", "converting", "done", "failed", "expired")
+JOBS_CACHE_SECONDS = 15.0
+
+
+class JobsByStatus:
+    """Custom collector: the jobs collection counted by status when Prometheus scrapes.
+
+    The count is cached for `ttl` seconds, so several scrapers (or replicas' worth of dashboards)
+    cost one aggregation per interval; a failed count is cached too, so a scrape during a MongoDB
+    outage waits for the server-selection timeout at most once per interval.
+    """
+
+    name = "gateway_jobs"
+    documentation = "Jobs in MongoDB by status, counted at scrape time (cached briefly)."
+
+    def __init__(
+        self, count: Callable[[], dict[str, int]], *, ttl: float = JOBS_CACHE_SECONDS, clock=time.monotonic
+    ) -> None:
+        self._count = count
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] | None = None
+        self._fetched_at: float | None = None
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Declared so registering does not call collect() (which would query MongoDB at app start).
+        yield GaugeMetricFamily(self.name, self.documentation, labels=["status"])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["status"])
+        counts = self._cached_counts()
+        if counts is not None:  # unknown counts are left out rather than reported as 0
+            for status in sorted({*JOB_STATUSES, *counts}):
+                family.add_metric([status], counts.get(status, 0))
+        yield family
+
+    def _cached_counts(self) -> dict[str, int] | None:
+        with self._lock:
+            now = self._clock()
+            if self._fetched_at is None or now - self._fetched_at >= self._ttl:
+                try:
+                    self._counts = self._count()
+                except Exception as exc:  # noqa: BLE001 - a scrape must still answer with the other metrics
+                    log.warning("counting jobs for metrics failed: %r", exc)
+                    self._counts = None
+                self._fetched_at = now
+            return self._counts
 
 
 class Metrics:
@@ -36,6 +91,17 @@ class Metrics:
             "Uploads whose job message could not be published (the upload was rolled back).",
             registry=self.registry,
         )
+        self.idempotent_replays = Counter(
+            "gateway_idempotent_replays_total",
+            "Uploads answered with the job an earlier upload with the same Idempotency-Key created.",
+            registry=self.registry,
+        )
+
+    def watch_jobs(self, count: Callable[[], dict[str, int]], **kwargs) -> JobsByStatus:
+        """Export the jobs-by-status gauge, counted by `count` at scrape time."""
+        collector = JobsByStatus(count, **kwargs)
+        self.registry.register(collector)
+        return collector
 
     def install(self, app: Flask) -> None:
         """Time every request and count it by route template (bounded label values)."""

@@ -18,6 +18,8 @@ from werkzeug.http import parse_options_header, quote_header_value
 from .auth_client import AuthReply
 from .errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized
 from .jobs import job_view, new_job
+from .openapi import OPENAPI
+from .options import parse_options
 from .upload import receive_upload, too_large
 
 log = logging.getLogger("gateway")
@@ -27,6 +29,13 @@ FID_RE = re.compile(r"[0-9a-fA-F]{24}")
 JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
 # RFC 2046 boundary: 1..70 "bchars", not ending in a space.
 BOUNDARY_RE = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
+# Visible ASCII, no space (docs/design.md): safe in logs and as a header value.
+IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
+INT_ARG_RE = re.compile(r"[0-9]{1,9}")  # ASCII digits; the length cap keeps int() cheap
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+# Deep offsets make MongoDB skip that many index entries; nobody pages this far by hand.
+MAX_OFFSET = 1_000_000
 USERS_BODY_MAX = 64 * 1024
 BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="mp3converter"'}
 
@@ -106,6 +115,12 @@ def create_user():
 def upload():
     svc = _services()
     user = _current_user()  # before a single body byte is read: strangers cannot make us store
+    key = _idempotency_key()
+    if key is not None:
+        # Also before the body: a client retrying a finished upload costs one lookup, not a re-upload.
+        first = svc.jobs.find_idempotent(user.email, key, now=datetime.now(UTC))
+        if first is not None:
+            return _replay(svc, first)
     limit = svc.settings.max_upload_bytes
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
@@ -118,33 +133,66 @@ def upload():
         storage=svc.storage,
         metadata={"owner": user.email, "job_id": job_id},
         max_body_bytes=limit,
+        check_fields=parse_options,
     )
+    options = parse_options(video.fields)  # already checked field by field; this builds the dict
     ids = {"job_id": job_id, "video_fid": video.video_fid}
+    now = datetime.now(UTC)
+    job = new_job(
+        job_id=job_id,
+        owner=user.email,
+        filename=video.filename,
+        video_fid=video.video_fid,
+        now=now,
+        options=options,
+        idempotency_key=key,
+    )
     try:
-        svc.jobs.create(
-            new_job(
-                job_id=job_id,
-                owner=user.email,
-                filename=video.filename,
-                video_fid=video.video_fid,
-                now=datetime.now(UTC),
-            )
-        )
+        svc.jobs.create(job)
+        if key is not None:
+            first = svc.jobs.claim_idempotency_key(user.email, key, job_id, now=now)
+            if first is not None:
+                # A concurrent upload with the same key got there first: one job per key, theirs.
+                _discard(svc, job_id, video.video_fid)
+                return _replay(svc, first)
     except BaseException:
-        _discard(svc, job_id, video.video_fid, job_created=False)
+        _discard(svc, job_id, video.video_fid)
         raise
     try:
         svc.publisher.publish(
-            {"job_id": job_id, "video_fid": video.video_fid, "username": user.email, "filename": video.filename}
+            {
+                "job_id": job_id,
+                "video_fid": video.video_fid,
+                "username": user.email,
+                "filename": video.filename,
+                "options": options,
+            }
         )
     except BaseException:
         # Without a message nobody would ever convert this job: undo it so the client can retry.
         svc.metrics.publish_failures.inc()
-        _discard(svc, job_id, video.video_fid, job_created=True)
+        _discard(svc, job_id, video.video_fid, key=(user.email, key) if key is not None else None)
         raise
     svc.metrics.upload_bytes.inc(video.size)
     log.info("upload queued", extra={**ids, "bytes": video.size})
     return jsonify(job_id=job_id, status="queued"), 202
+
+
+def _idempotency_key() -> str | None:
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    if not IDEMPOTENCY_KEY_RE.fullmatch(raw):
+        raise BadRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters (no spaces)", field="Idempotency-Key"
+        )
+    return raw
+
+
+def _replay(svc, job: dict):
+    svc.metrics.idempotent_replays.inc()
+    log.info("idempotent replay", extra={"job_id": job["_id"]})
+    return jsonify(job_id=job["_id"], status=job["status"], idempotent_replay=True), 202
 
 
 def _multipart_boundary() -> bytes:
@@ -157,15 +205,35 @@ def _multipart_boundary() -> bytes:
     return boundary.encode("ascii")
 
 
-def _discard(svc, job_id: str, video_fid: str, *, job_created: bool) -> None:
+def _discard(svc, job_id: str, video_fid: str, *, key: tuple[str, str] | None = None) -> None:
     """Best-effort rollback of a half-accepted upload; the original error is what the client gets."""
     try:
-        if job_created:
-            svc.jobs.delete(job_id)
+        svc.jobs.delete(job_id)  # idempotent: fine when the insert itself was what failed
         svc.storage.delete_video(video_fid)
+        if key is not None:
+            svc.jobs.release_idempotency_key(*key, job_id)
         log.info("upload rolled back", extra={"job_id": job_id, "video_fid": video_fid})
     except Exception:  # noqa: BLE001 - logged; an orphan is better than masking the real error
         log.exception("rollback of a failed upload failed", extra={"job_id": job_id, "video_fid": video_fid})
+
+
+@bp.get("/jobs")
+def list_jobs():
+    user = _current_user()
+    limit = _int_arg("limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
+    offset = _int_arg("offset", default=0, low=0, high=MAX_OFFSET)
+    # Admins list their own jobs here too: seeing everyone's is for GET /jobs/<id> lookups only.
+    docs, total = _services().jobs.list_for_owner(user.email, limit=limit, offset=offset)
+    return jsonify(jobs=[job_view(doc) for doc in docs], limit=limit, offset=offset, total=total)
+
+
+def _int_arg(name: str, *, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not INT_ARG_RE.fullmatch(raw) or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} must be an integer from {low} to {high}", field=name)
+    return int(raw)
 
 
 @bp.get("/jobs/<job_id>")
@@ -177,6 +245,33 @@ def get_job(job_id: str):
     if job is None or not user.may_see(job.get("owner")):
         raise NotFound("no such job")
     return jsonify(job_view(job))
+
+
+@bp.delete("/jobs/<job_id>")
+def delete_job(job_id: str):
+    svc = _services()
+    user = _current_user()
+    if not JOB_ID_RE.fullmatch(job_id):
+        raise NotFound("no such job")
+    # The job document goes first: it is the converter's signal to drop a queued job, or to delete
+    # the MP3 it is making. Deleting the video first would make the conversion fail and mail the user.
+    job = svc.jobs.take(job_id, owner=None if user.admin else user.email)
+    if job is None:
+        raise NotFound("no such job")
+    ids = {"job_id": job_id, "video_fid": job.get("video_fid"), "mp3_fid": job.get("mp3_fid")}
+    try:
+        if job.get("video_fid"):
+            svc.storage.delete_video(job["video_fid"])
+        if job.get("mp3_fid"):
+            svc.storage.delete_mp3(job["mp3_fid"])
+        if job.get("idempotency_key"):
+            svc.jobs.release_idempotency_key(job["owner"], job["idempotency_key"], job_id)
+    except Exception:
+        # The job is gone, so a retry would get 404: leave the fids in the log for a manual cleanup.
+        log.exception("job deleted but its files could not all be deleted", extra=ids)
+        raise
+    log.info("job deleted", extra=ids)
+    return Response(status=204)
 
 
 @bp.get("/download")
@@ -228,3 +323,8 @@ def readyz():
 @bp.get("/metrics")
 def metrics():
     return _services().metrics.exposition()
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(OPENAPI)

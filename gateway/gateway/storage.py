@@ -120,10 +120,10 @@ class Storage:
         return VideoUpload(self._db["videos.files"], self._db["videos.chunks"], filename, metadata)
 
     def delete_video(self, fid: str) -> None:
-        try:
-            self._videos.delete(ObjectId(fid))
-        except NoFile:
-            pass  # already gone: deleting is idempotent for our callers (cleanup paths)
+        _delete(self._videos, fid)
+
+    def delete_mp3(self, fid: str) -> None:
+        _delete(self._mp3s, fid)
 
     def open_mp3(self, fid: str) -> Mp3:
         try:
@@ -154,3 +154,15 @@ class Storage:
                 )
                 self._db["videos.files"].create_index([("filename", pymongo.ASCENDING), ("uploadDate", pymongo.ASCENDING)])
                 self._indexes_ready = True
+
+
+def _delete(bucket: gridfs.GridFSBucket, fid: str) -> None:
+    """Delete a file's chunks and its files document; a missing file is not an error."""
+    try:
+        # GridFSBucket.delete removes the chunks even when the files document is gone (a half-written
+        # or half-deleted file), and only then reports NoFile.
+        bucket.delete(ObjectId(fid))
+    except (InvalidId, TypeError):
+        log.warning("not deleting a file with a malformed id: %r", fid)
+    except NoFile:
+        pass  # already gone: deleting is idempotent for our callers (cleanup paths, DELETE /jobs)

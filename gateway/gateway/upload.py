@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Protocol
 
@@ -56,8 +56,13 @@ def receive_upload(
     metadata: dict,
     max_body_bytes: int,
     read_size: int = READ_SIZE,
+    check_fields: Callable[[dict[str, str]], object] = lambda fields: None,
 ) -> Upload:
     """Store the single `file` part of a multipart body in `storage`.
+
+    `check_fields` is called with the text fields received so far each time one is complete, and
+    raises (BadRequest) to refuse them: fields sent before the file are thereby refused before a
+    byte of video is stored, fields after it before the video is committed.
 
     Raises BadRequest / PayloadTooLarge / UnsupportedMediaType for bad input. Whatever goes wrong
     (including a dependency failure or the client vanishing), a partially written video is aborted,
@@ -67,7 +72,10 @@ def receive_upload(
     writer: VideoWriter | None = None
     try:
         upload, writer = _consume(
-            _events(stream, decoder, max_body_bytes, read_size), storage=storage, metadata=metadata
+            _events(stream, decoder, max_body_bytes, read_size),
+            storage=storage,
+            metadata=metadata,
+            check_fields=check_fields,
         )
         writer.close()
         return upload
@@ -77,7 +85,13 @@ def receive_upload(
         raise
 
 
-def _consume(events: Iterator[Event], *, storage: VideoStorage, metadata: dict):
+def _consume(
+    events: Iterator[Event],
+    *,
+    storage: VideoStorage,
+    metadata: dict,
+    check_fields: Callable[[dict[str, str]], object],
+):
     writer: VideoWriter | None = None
     upload: Upload | None = None
     fields: dict[str, str] = {}
@@ -96,6 +110,14 @@ def _consume(events: Iterator[Event], *, storage: VideoStorage, metadata: dict):
             elif isinstance(event, Field):
                 if not event.name:
                     raise BadRequest("every form part needs a name")
+                if event.name == FILE_FIELD:
+                    # curl -F file=clip.mp4 (without @) sends the name as text, not the file.
+                    raise BadRequest(
+                        "the 'file' part has no filename, so it is not a file upload (curl -F file=@clip.mp4)",
+                        field=FILE_FIELD,
+                    )
+                if event.name in fields:
+                    raise BadRequest(f"form field {event.name!r} was sent more than once", field=event.name)
                 if len(fields) >= MAX_FIELDS:
                     raise BadRequest(f"too many form fields (at most {MAX_FIELDS})")
                 current, field_value = event.name, bytearray()
@@ -113,10 +135,11 @@ def _consume(events: Iterator[Event], *, storage: VideoStorage, metadata: dict):
             elif isinstance(event, Data) and current is not None:
                 field_value += event.data
                 if len(field_value) > FIELD_MAX:
-                    raise BadRequest(f"form field {current!r} is longer than {FIELD_MAX} bytes")
+                    raise BadRequest(f"form field {current!r} is longer than {FIELD_MAX} bytes", field=current)
                 if not event.more_data:
                     fields[current] = _text(current, field_value)
                     current = None
+                    check_fields(fields)
             elif isinstance(event, Epilogue):
                 break
         if upload is None:
@@ -223,7 +246,7 @@ def _text(name: str, value: bytearray) -> str:
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError:
-        raise BadRequest(f"form field {name!r} is not UTF-8 text") from None
+        raise BadRequest(f"form field {name!r} is not UTF-8 text", field=name) from None
 
 
 def _abort(writer: VideoWriter) -> None:

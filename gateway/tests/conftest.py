@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import io
 import itertools
 import sys
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import pymongo.errors
 import pytest
@@ -21,6 +23,7 @@ from gateway import create_app  # noqa: E402
 from gateway.auth_client import AuthReply  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.errors import NotFound, ServiceUnavailable, Unauthorized  # noqa: E402
+from gateway.jobs import IDEMPOTENCY_WINDOW  # noqa: E402
 from gateway.storage import Mp3  # noqa: E402
 
 ALICE = "alice@example.com"
@@ -88,6 +91,9 @@ class FakeStorage:
         self.bytes_written = 0
         self.fail_writes_after: int | None = None
         self.ping_error: Exception | None = None
+        self.delete_error: Exception | None = None
+        self.deleted_videos: list[str] = []
+        self.deleted_mp3s: list[str] = []
         self._ids = itertools.count(1)
 
     def open_video_upload(self, filename: str, metadata: dict) -> FakeWriter:
@@ -98,7 +104,16 @@ class FakeStorage:
         return writer
 
     def delete_video(self, fid: str) -> None:
+        if self.delete_error is not None:
+            raise self.delete_error
+        self.deleted_videos.append(fid)
         self.videos.pop(fid, None)
+
+    def delete_mp3(self, fid: str) -> None:
+        if self.delete_error is not None:
+            raise self.delete_error
+        self.deleted_mp3s.append(fid)
+        self.mp3s.pop(fid, None)
 
     def add_mp3(self, fid: str, *, filename: str, owner: str, data: bytes) -> None:
         self.mp3s[fid] = (filename, owner, data)
@@ -120,10 +135,19 @@ class FakeStorage:
 
 
 class FakeJobs:
+    """The jobs collection and the Idempotency-Key claims as dicts, with the real adapter's semantics."""
+
     def __init__(self) -> None:
         self.docs: dict[str, dict] = {}
+        self.claims: dict[tuple[str, str], tuple[str, datetime]] = {}  # (owner, key) -> (job_id, created_at)
         self.create_error: Exception | None = None
         self.get_error: Exception | None = None
+        self.take_error: Exception | None = None
+        self.count_error: Exception | None = None
+        self.count_calls = 0
+        self.lookups: list[tuple[str, str]] = []
+        # True plays a concurrent duplicate: its claim exists but was not there yet at lookup time.
+        self.lookup_misses = False
 
     def create(self, job: dict) -> None:
         if self.create_error is not None:
@@ -138,6 +162,45 @@ class FakeJobs:
 
     def delete(self, job_id: str) -> None:
         self.docs.pop(job_id, None)
+
+    def take(self, job_id: str, *, owner: str | None) -> dict | None:
+        if self.take_error is not None:
+            raise self.take_error
+        doc = self.docs.get(job_id)
+        if doc is None or (owner is not None and doc["owner"] != owner):
+            return None
+        return self.docs.pop(job_id)
+
+    def list_for_owner(self, owner: str, *, limit: int, offset: int) -> tuple[list[dict], int]:
+        if self.get_error is not None:
+            raise self.get_error
+        mine = [d for d in self.docs.values() if d["owner"] == owner]
+        mine.sort(key=lambda d: (d["created_at"], d["_id"]), reverse=True)
+        return [dict(d) for d in mine[offset : offset + limit]], len(mine)
+
+    def count_by_status(self) -> dict[str, int]:
+        self.count_calls += 1
+        if self.count_error is not None:
+            raise self.count_error
+        return dict(collections.Counter(d["status"] for d in self.docs.values()))
+
+    def find_idempotent(self, owner: str, key: str, *, now: datetime) -> dict | None:
+        self.lookups.append((owner, key))
+        claim = self.claims.get((owner, key))
+        if self.lookup_misses or claim is None or claim[1] < now - IDEMPOTENCY_WINDOW:
+            return None
+        return self.docs.get(claim[0])
+
+    def claim_idempotency_key(self, owner: str, key: str, job_id: str, *, now: datetime) -> dict | None:
+        claim = self.claims.get((owner, key))
+        if claim is not None and claim[0] != job_id and claim[1] >= now - IDEMPOTENCY_WINDOW and claim[0] in self.docs:
+            return self.docs[claim[0]]
+        self.claims[(owner, key)] = (job_id, now)
+        return None
+
+    def release_idempotency_key(self, owner: str, key: str, job_id: str) -> None:
+        if self.claims.get((owner, key), (None,))[0] == job_id:
+            del self.claims[(owner, key)]
 
 
 class FakePublisher:
@@ -284,23 +347,26 @@ def post_upload(client):
         chunked: bool = False,
         max_read: int | None = None,
         authorization: str | None = None,
+        headers: dict[str, str] | None = None,
+        environ: dict[str, str] | None = None,
     ):
         stream = TrackingStream(body, max_read=max_read)
-        headers = {}
+        headers = dict(headers or {})
         if authorization is not None:
             headers["Authorization"] = authorization
         elif token is not None:
             headers["Authorization"] = f"Bearer {token}"
         # Set in the environ, not headers: the test client would replace a multipart boundary.
-        environ = {"wsgi.input": stream, "CONTENT_TYPE": content_type or ""}
+        overrides = {"wsgi.input": stream, "CONTENT_TYPE": content_type or ""}
         if chunked:
             # What gunicorn does for Transfer-Encoding: chunked: no length, stream ends by itself.
-            environ["wsgi.input_terminated"] = True
-            environ["HTTP_TRANSFER_ENCODING"] = "chunked"
-            environ["CONTENT_LENGTH"] = ""
+            overrides["wsgi.input_terminated"] = True
+            overrides["HTTP_TRANSFER_ENCODING"] = "chunked"
+            overrides["CONTENT_LENGTH"] = ""
         else:
-            environ["CONTENT_LENGTH"] = str(len(body))
-        response = client.post("/upload", headers=headers, environ_overrides=environ)
+            overrides["CONTENT_LENGTH"] = str(len(body))
+        # Raw environ entries last: they can carry header values the test client would refuse.
+        response = client.post("/upload", headers=headers, environ_overrides={**overrides, **(environ or {})})
         return response, stream
 
     return post

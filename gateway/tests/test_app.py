@@ -25,7 +25,8 @@ ALICE = {"Authorization": "Bearer alice-token"}
     [
         ("GET", "/no/such/route", 404),
         ("GET", "/upload", 405),
-        ("DELETE", "/jobs/" + JOB_ID, 405),
+        ("PATCH", "/jobs/" + JOB_ID, 405),
+        ("DELETE", "/jobs", 405),
         ("PUT", "/login", 405),
     ],
 )

@@ -33,14 +33,19 @@ def alice_job(jobs, helpers):
     return jobs.docs[JOB_ID]
 
 
+# A first-iteration job: no options, progress, duration_s or expires_at in the document.
 EXPECTED_VIEW = {
     "job_id": JOB_ID,
     "status": "done",
+    "progress": 0,
     "mp3_fid": MP3_FID,
     "error": None,
     "filename": "talk.mp4",
+    "duration_s": None,
+    "options": {"bitrate": None, "quality": None, "channels": None, "sample_rate": None},
     "created_at": "2025-01-02T03:04:05Z",
     "updated_at": "2025-01-02T03:05:00Z",
+    "expires_at": None,
 }
 
 

@@ -140,3 +140,53 @@ def test_every_single_and_double_split_of_a_small_body(helpers, storage):
         upload = receive(storage, CutStream(body, cuts))
         assert bytes(storage.videos[upload.video_fid].data) == video, f"cuts at {cuts}"
         assert upload.fields == {"note": "x"}, f"cuts at {cuts}"
+
+
+def test_too_many_fields_is_bad_request_before_the_file(helpers, storage):
+    body = helpers.multipart([(f"f{i}", None, b"x") for i in range(17)] + [("file", "clip.mp4", helpers.video_bytes(100))])
+    with pytest.raises(BadRequest) as caught:
+        receive(storage, helpers.TrackingStream(body))
+    assert caught.value.message == "too many form fields (at most 16)"
+    assert storage.opened == []
+
+
+def test_check_fields_sees_each_field_as_it_completes(helpers, storage):
+    seen: list[dict] = []
+    body = helpers.multipart([("a", None, b"1"), ("file", "clip.mp4", helpers.video_bytes(100)), ("b", None, b"2")])
+    upload = receive(storage, helpers.TrackingStream(body, max_read=7), check_fields=lambda f: seen.append(dict(f)))
+    assert seen == [{"a": "1"}, {"a": "1", "b": "2"}]
+    assert upload.fields == {"a": "1", "b": "2"}
+
+
+def test_refused_field_before_the_file_stores_nothing(helpers, storage):
+    def refuse_b(fields):
+        if "b" in fields:
+            raise BadRequest("no b", field="b")
+
+    body = helpers.multipart([("b", None, b"1"), ("file", "clip.mp4", helpers.video_bytes(5000))])
+    with pytest.raises(BadRequest) as caught:
+        receive(storage, helpers.TrackingStream(body), check_fields=refuse_b)
+    assert caught.value.field == "b"
+    assert storage.opened == [] and storage.bytes_written == 0
+
+
+def test_refused_field_after_the_file_aborts_the_stored_video(helpers, storage):
+    def refuse_b(fields):
+        if "b" in fields:
+            raise BadRequest("no b", field="b")
+
+    body = helpers.multipart([("file", "clip.mp4", helpers.video_bytes(50_000)), ("b", None, b"1")])
+    with pytest.raises(BadRequest):
+        receive(storage, helpers.TrackingStream(body, max_read=4096), check_fields=refuse_b)
+    [writer] = storage.opened
+    assert writer.aborted and not writer.closed
+    assert storage.bytes_written > 0  # it had really been streaming into storage
+    assert storage.videos == {}
+
+
+def test_a_field_sent_twice_is_refused(helpers, storage):
+    body = helpers.multipart([("a", None, b"1"), ("a", None, b"2"), ("file", "clip.mp4", helpers.video_bytes(100))])
+    with pytest.raises(BadRequest) as caught:
+        receive(storage, helpers.TrackingStream(body))
+    assert (caught.value.message, caught.value.field) == ("form field 'a' was sent more than once", "a")
+    assert storage.opened == []

@@ -149,13 +149,22 @@ def test_new_job_has_the_contract_fields():
         "created_at": now,
         "updated_at": now,
         "notified_at": None,
+        "options": {"bitrate": None, "quality": None, "channels": None, "sample_rate": None},
+        "progress": 0,
+        "duration_s": None,
+        "expires_at": None,
+        "idempotency_key": None,
     }
     assert job_view(doc) == {
         "job_id": "a" * 32,
         "status": "queued",
+        "progress": 0,
         "mp3_fid": None,
         "error": None,
         "filename": "clip.mp4",
+        "duration_s": None,
+        "options": {"bitrate": None, "quality": None, "channels": None, "sample_rate": None},
         "created_at": "2025-05-06T07:08:09Z",
         "updated_at": "2025-05-06T07:08:09Z",
+        "expires_at": None,
     }
