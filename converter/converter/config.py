@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 # Every variable this service reads; the ConfigMap and the README's table list the same names.
 ENV_VARS = ("HOST", "METRICS_PORT", "MONGO_URI", "RABBITMQ_URL", "VIDEO_QUEUE", "MP3_QUEUE",
-            "MAX_ATTEMPTS", "WORK_DIR")
+            "MAX_ATTEMPTS", "WORK_DIR", "MP3_TTL_HOURS", "REAPER_INTERVAL_SECONDS")
 
 
 class ConfigError(ValueError):
@@ -28,6 +28,8 @@ class Settings:
     mp3_queue: str
     max_attempts: int
     work_dir: str
+    mp3_ttl_hours: int            # how long a finished MP3 (and a failed job's video) is kept
+    reaper_interval_s: int        # how often the retention reaper looks for expired files
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -46,6 +48,8 @@ class Settings:
             mp3_queue=get("MP3_QUEUE", "mp3"),
             max_attempts=_int("MAX_ATTEMPTS", get("MAX_ATTEMPTS", "3"), 1, 100),
             work_dir=work_dir,
+            mp3_ttl_hours=_int("MP3_TTL_HOURS", get("MP3_TTL_HOURS", "24"), 1, 24 * 366),
+            reaper_interval_s=_int("REAPER_INTERVAL_SECONDS", get("REAPER_INTERVAL_SECONDS", "300"), 1, 86400),
         )
 
 

@@ -34,6 +34,8 @@ MESSAGES = Counter(f"{_SERVICE}_messages_total", "Deliveries settled, by outcome
 HANDLE_SECONDS = Histogram(f"{_SERVICE}_handle_seconds", "Time from delivery to settlement.", ["queue"],
                            buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600))
 CONNECTED = Gauge(f"{_SERVICE}_broker_connected", "1 while connected to RabbitMQ and consuming.", ["queue"])
+REDELIVERIES = Counter(f"{_SERVICE}_redeliveries_total",
+                       "Deliveries flagged redelivered: an earlier delivery was requeued or never settled.", ["queue"])
 
 HEARTBEAT_S = 30
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1.0, 30.0
@@ -285,8 +287,11 @@ class Consumer:
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
     def _on_message(self, session: _Session, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        if method.redelivered:
+            REDELIVERIES.labels(self._queue).inc()
         # The handler may run for minutes; the connection thread must keep servicing heartbeats meanwhile.
-        self._worker = threading.Thread(target=self._work, args=(session, method.delivery_tag, body),
+        self._worker = threading.Thread(target=self._work, args=(session, method.delivery_tag, body,
+                                                                 bool(method.redelivered)),
                                         name="worker", daemon=True)
         self._worker.start()
 
@@ -307,7 +312,7 @@ class Consumer:
 
     # --- worker thread -----------------------------------------------------------------------------------
 
-    def _work(self, session: _Session, delivery_tag: int, body: bytes) -> None:
+    def _work(self, session: _Session, delivery_tag: int, body: bytes, redelivered: bool = False) -> None:
         started = time.monotonic()
         job_id = _peek_job_id(body)
         with job_context(job_id):
@@ -338,7 +343,8 @@ class Consumer:
                             type(exc).__name__)
             MESSAGES.labels(self._queue, outcome.value).inc()
             HANDLE_SECONDS.labels(self._queue).observe(time.monotonic() - started)
-            log.info("message %s", outcome.value, extra={"seconds": round(time.monotonic() - started, 3)})
+            log.info("message %s", outcome.value, extra={"seconds": round(time.monotonic() - started, 3),
+                                                          "redelivered": redelivered})
 
     def _run_handler(self, body: bytes) -> tuple[BaseException | None, Message | None]:
         """(error, follow-up message): error is None, a PermanentError, or a transient exception."""

@@ -32,8 +32,46 @@ class Mp3Options:
 
     bitrate: str = "192k"          # CBR bitrate, used when quality is None
     quality: int | None = None     # LAME VBR quality 0 (best) .. 9, replaces bitrate when set
-    channels: int | None = None    # None keeps the source's
+    channels: int | None = None    # None keeps the source's; libmp3lame's encoder downmixes more than 2 to stereo
     sample_rate: int | None = None  # None keeps the source's (LAME picks the nearest MP3 rate)
+
+
+# The values the gateway accepts (docs/design.md, "Jobs API, options, retention"); checked again here because
+# the queue is an API too: anything that can publish to it must not be able to pass ffmpeg arbitrary values.
+BITRATES = (64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+QUALITIES = tuple(range(10))
+CHANNELS = (1, 2)
+SAMPLE_RATES = (22050, 44100, 48000)
+_ALLOWED = {"bitrate": BITRATES, "quality": QUALITIES, "channels": CHANNELS, "sample_rate": SAMPLE_RATES}
+
+
+def parse_options(raw: object) -> Mp3Options:
+    """The `options` of a `video` message as Mp3Options; absent or null (whole or per key) = default.
+
+    PermanentError naming the bad option: an unknown key or value means the user asked for something we
+    would not deliver, so failing says so rather than silently making a default MP3.
+    """
+    if raw is None:
+        return Mp3Options()
+    if not isinstance(raw, dict):
+        raise PermanentError("message field 'options' is not an object")
+    unknown = sorted(set(raw) - set(_ALLOWED))
+    if unknown:
+        raise PermanentError(f"unknown conversion option {unknown[0]!r}")
+    values: dict[str, int] = {}
+    for name, allowed in _ALLOWED.items():
+        value = raw.get(name)
+        if value is None:
+            continue
+        # bool is an int subclass: true must not pass as channels=1.
+        if type(value) is not int or value not in allowed:
+            raise PermanentError(f"conversion option {name!r} must be one of "
+                                 f"{', '.join(map(str, allowed))}, not {value!r}"[:200])
+        values[name] = value
+    if "bitrate" in values and "quality" in values:
+        raise PermanentError("conversion options 'bitrate' and 'quality' exclude each other")
+    bitrate = values.pop("bitrate", None)
+    return Mp3Options(**values) if bitrate is None else Mp3Options(bitrate=f"{bitrate}k", **values)
 
 
 class ConversionTimeout(RuntimeError):

@@ -6,15 +6,18 @@ import logging
 import re
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from bson import ObjectId
 
-from .convert import MediaInfo, Mp3Options, probe, to_mp3
+from .convert import MediaInfo, Mp3Options, parse_options, probe, to_mp3
 from .errors import PermanentError
 from .jobs import Jobs
+from .metrics import CONVERSION_SECONDS, JOBS
 from .storage import Bucket, MissingFile
 
 log = logging.getLogger(__name__)
@@ -22,6 +25,13 @@ log = logging.getLogger(__name__)
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _FID = re.compile(r"[0-9a-f]{24}")
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f]")
+
+PROGRESS_WRITE_S = 0.5  # the contract's "at most twice a second"
+PROGRESS_PAUSE_S = 30.0  # after a failed progress write
+
+
+class JobGone(Exception):
+    """The job document disappeared mid-conversion: its owner deleted it (DELETE /jobs/<id>)."""
 
 
 @dataclass(frozen=True)
@@ -63,12 +73,14 @@ def mp3_message(msg: VideoMessage, *, status: str, mp3_fid: str | None = None,
 
 
 def handle(message: dict[str, Any], *, jobs: Jobs, videos: Bucket, mp3s: Bucket, work_dir: str | Path,
-           max_attempts: int, options: Mp3Options = Mp3Options()) -> dict[str, Any]:
-    """Converts the job's video; returns the `done` mp3 message to publish. Safe to run again on redelivery."""
+           max_attempts: int, clock: Callable[[], float] = time.monotonic) -> dict[str, Any] | None:
+    """Converts the job's video; returns the `done` mp3 message to publish, or None when there is nothing to
+    announce (the job was deleted by its owner). Safe to run again on redelivery."""
     msg = parse_message(message)
     job = jobs.get(msg.job_id)
     if job is None:
-        raise PermanentError("job no longer exists")
+        # A queued job its owner deleted: cancelled, so no failure, no dead letter, no email.
+        return _drop("job no longer exists (deleted by its owner); dropping the message")
     if job.get("video_fid") not in (None, msg.video_fid):
         raise PermanentError("the message's video_fid does not match the job's")
     if job.get("status") == "done":
@@ -76,20 +88,44 @@ def handle(message: dict[str, Any], *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
         log.info("job already done; publishing its result again")
         videos.delete(msg.video_fid)  # in case the crash came between marking done and this cleanup
         return mp3_message(msg, status="done", mp3_fid=job["mp3_fid"])
+    if job.get("status") == "expired":
+        # Done, announced and past retention long ago: nothing left to do or to say.
+        log.info("job already done and expired; dropping the message")
+        return None
     if job.get("status") == "failed":
         raise PermanentError(job.get("error") or "the job has already failed")
+    # Checked apart from parse_message: fail() must still be able to parse the message to tell the user.
+    options = parse_options(message.get("options"))
 
     job = jobs.start_attempt(msg.job_id)
     if job is None:
-        raise PermanentError("job no longer exists")
+        return _drop("job was deleted or finished meanwhile; dropping the message")
     if job.get("attempts", 0) > max_attempts:
         raise PermanentError(f"gave up after {max_attempts} attempts")
     # Allocated once per job and stored before uploading: a retry overwrites the same file, never adds one.
     mp3_fid = jobs.plan_mp3_fid(msg.job_id, str(ObjectId()))
     if mp3_fid is None:
-        raise PermanentError("job no longer exists")
-    log.info("converting (attempt %d of %d)", job["attempts"], max_attempts)
+        return _drop("job no longer exists (deleted by its owner); dropping the message")
+    log.info("converting (attempt %d of %d)", job["attempts"], max_attempts,
+             extra={"options": {k: v for k, v in vars(options).items() if v is not None}})
 
+    try:
+        _convert(msg, options, mp3_fid, jobs=jobs, videos=videos, mp3s=mp3s, work_dir=work_dir, clock=clock)
+    except JobGone:
+        return _discard(mp3s, mp3_fid)
+    except PermanentError:
+        # Deleting a job also deletes its video, so a converting job can fail for that very reason.
+        if jobs.get(msg.job_id) is None:
+            return _discard(mp3s, mp3_fid)
+        raise
+    JOBS.labels("done").inc()
+    log.info("converted", extra={"mp3_fid": mp3_fid})
+    return mp3_message(msg, status="done", mp3_fid=mp3_fid)
+
+
+def _convert(msg: VideoMessage, options: Mp3Options, mp3_fid: str, *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
+             work_dir: str | Path, clock: Callable[[], float]) -> None:
+    """Download, probe, ffmpeg, upload, mark done, delete the video; JobGone when the job disappears."""
     tmp = Path(tempfile.mkdtemp(prefix=f"job-{msg.job_id}-", dir=work_dir))
     try:
         src, dst = tmp / "video", tmp / "audio.mp3"
@@ -101,15 +137,66 @@ def handle(message: dict[str, Any], *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
         if not info.has_audio:
             raise PermanentError("the video has no audio stream")
         log.info("probed", extra={"bytes": size, "duration_s": info.duration_s, "format": info.format_name})
-        to_mp3(src, dst, options, on_progress=_progress_logger(info), timeout_s=_time_limit(info))
+        if not jobs.set_duration(msg.job_id, info.duration_s):
+            raise JobGone()
+        started = clock()
+        # Every progress block reaches the writer, which does its own (time-based) throttling.
+        to_mp3(src, dst, options, on_progress=ProgressWriter(jobs, msg.job_id, info, clock),
+               timeout_s=_time_limit(info), progress_interval_s=0.0)
+        CONVERSION_SECONDS.observe(clock() - started)
         mp3s.replace(mp3_fid, mp3_filename(msg.filename), dst,
                      metadata={"owner": msg.username, "job_id": msg.job_id})
-        jobs.mark_done(msg.job_id, mp3_fid)
+        # Unconditional but tells us if the job is gone: then the MP3 just stored belongs to nobody.
+        if not jobs.mark_done(msg.job_id, mp3_fid):
+            raise JobGone()
         videos.delete(msg.video_fid)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("converted", extra={"mp3_fid": mp3_fid})
-    return mp3_message(msg, status="done", mp3_fid=mp3_fid)
+
+
+def _drop(reason: str) -> None:
+    log.info(reason)
+    JOBS.labels("dropped").inc()
+    return None
+
+
+def _discard(mp3s: Bucket, mp3_fid: str) -> None:
+    """The job was deleted while converting: remove the MP3 made for it (if any); announce nothing."""
+    mp3s.delete(mp3_fid)
+    return _drop("job deleted by its owner while converting; its MP3 is deleted and nothing is published")
+
+
+class ProgressWriter:
+    """to_mp3's on_progress: writes the job's progress (0..99, 100 is for `done`) at most every PROGRESS_WRITE_S.
+
+    Best effort: a failed write is logged and the conversion goes on. A write that finds no job raises
+    JobGone, which stops ffmpeg: the owner deleted the job, so the rest of the work is wasted.
+    """
+
+    def __init__(self, jobs: Jobs, job_id: str, info: MediaInfo, clock: Callable[[], float]) -> None:
+        self._jobs, self._job_id, self._duration, self._clock = jobs, job_id, info.duration_s, clock
+        self._written = 0
+        self._last_write: float | None = None
+
+    def __call__(self, seconds: float) -> None:
+        if not self._duration:
+            return  # unknown length: no percentage to give
+        percent = max(0, min(99, int(100 * seconds / self._duration)))
+        now = self._clock()
+        if percent <= self._written or (self._last_write is not None and now - self._last_write < PROGRESS_WRITE_S):
+            return
+        self._last_write = now
+        try:
+            exists = self._jobs.set_progress(self._job_id, percent)
+        except Exception as exc:  # noqa: BLE001 - progress is cosmetic; MongoDB trouble surfaces at mark_done
+            log.warning("could not record progress (%s: %s); pausing progress updates for %.0f s",
+                        type(exc).__name__, exc, PROGRESS_PAUSE_S)
+            # Each attempt can block for pymongo's server selection timeout while ffmpeg waits for us.
+            self._last_write = now + PROGRESS_PAUSE_S
+            return
+        if not exists:
+            raise JobGone()
+        self._written = percent
 
 
 def fail(message: dict[str, Any], error: Exception, *, jobs: Jobs) -> dict[str, Any] | None:
@@ -124,15 +211,8 @@ def fail(message: dict[str, Any], error: Exception, *, jobs: Jobs) -> dict[str, 
     reason = str(error) or "conversion failed"
     if not jobs.mark_failed(msg.job_id, reason):
         return None
+    JOBS.labels("failed").inc()
     return mp3_message(msg, status="failed", error=reason)
-
-
-def _progress_logger(info: MediaInfo):  # noqa: ANN202
-    def on_progress(seconds: float) -> None:
-        percent = min(100.0, 100.0 * seconds / info.duration_s) if info.duration_s else None
-        log.info("progress", extra={"out_time_s": round(seconds, 1),
-                                    "percent": None if percent is None else round(percent, 1)})
-    return on_progress
 
 
 def _time_limit(info: MediaInfo) -> float:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import tenacity
-from pymongo import ReturnDocument
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import ConnectionFailure
 
@@ -33,9 +33,11 @@ def _now() -> datetime:
 class Jobs:
     """The converter's view of the `jobs` collection."""
 
-    def __init__(self, collection: Collection, clock=_now) -> None:  # noqa: ANN001
+    def __init__(self, collection: Collection, clock=_now, *,  # noqa: ANN001
+                 mp3_ttl: timedelta = timedelta(hours=24)) -> None:
         self._jobs = collection
         self._clock = clock
+        self._mp3_ttl = mp3_ttl
 
     @retry_transient
     def get(self, job_id: str) -> dict[str, Any] | None:
@@ -61,13 +63,67 @@ class Jobs:
         return job.get("mp3_fid_planned") if job else None
 
     @retry_transient
-    def mark_done(self, job_id: str, mp3_fid: str) -> None:
-        self._jobs.update_one({"_id": job_id}, {"$set": {
-            "status": "done", "mp3_fid": mp3_fid, "error": None, "updated_at": self._clock()}})
+    def set_duration(self, job_id: str, duration_s: float | None) -> bool:
+        """Stores ffprobe's duration; False if the job is gone (deleted by its owner)."""
+        return self._jobs.update_one({"_id": job_id}, {"$set": {"duration_s": duration_s}}).matched_count == 1
+
+    # Not retried: progress is cosmetic, and minutes of retrying would stall ffmpeg, which waits for us to read it.
+    def set_progress(self, job_id: str, percent: int) -> bool:
+        """Raises progress to percent, never lowers it (a retry starts ffmpeg over); False if the job is gone."""
+        return self._jobs.update_one({"_id": job_id}, {"$max": {"progress": percent}}).matched_count == 1
+
+    @retry_transient
+    def mark_done(self, job_id: str, mp3_fid: str) -> bool:
+        """Sets `done`, progress 100 and expires_at = now + the MP3's TTL; False if the job is gone."""
+        now = self._clock()
+        return self._jobs.update_one({"_id": job_id}, {"$set": {
+            "status": "done", "mp3_fid": mp3_fid, "error": None, "progress": 100,
+            "expires_at": now + self._mp3_ttl, "updated_at": now}}).matched_count == 1
 
     @retry_transient
     def mark_failed(self, job_id: str, reason: str) -> bool:
-        """Sets `failed` with the reason unless the job is gone or already done; True if it was marked."""
-        result = self._jobs.update_one({"_id": job_id, "status": {"$ne": "done"}}, {"$set": {
+        """Sets `failed` with the reason unless the job is gone or already done/expired; True if it was marked."""
+        result = self._jobs.update_one({"_id": job_id, "status": {"$nin": ["done", "expired"]}}, {"$set": {
             "status": "failed", "error": reason, "updated_at": self._clock()}})
+        return result.matched_count == 1
+
+    # --- retention (the reaper) ------------------------------------------------------------------------
+
+    @retry_transient
+    def ensure_retention_index(self) -> None:
+        """The index the reaper's queries use; creating an existing index is a no-op, so every replica may."""
+        self._jobs.create_index([("status", ASCENDING), ("expires_at", ASCENDING)])
+
+    @retry_transient
+    def expired_mp3s(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        """Done jobs whose expires_at has passed: [{"_id", "mp3_fid"}], oldest first."""
+        return list(self._jobs.find({"status": "done", "expires_at": {"$lte": now}}, {"mp3_fid": 1},
+                                    sort=[("expires_at", ASCENDING)], limit=limit))
+
+    @retry_transient
+    def mark_expired(self, job_id: str, mp3_fid: str | None) -> bool:
+        """`done` -> `expired` with mp3_fid null, only if the job still holds that MP3; True if this call did it.
+
+        Conditional, so on MongoDB exactly one of several replicas reaping at once records (and counts) it.
+        FerretDB v1 does not isolate conditional updates: there two may both "match"; the end state is the same.
+        """
+        result = self._jobs.update_one({"_id": job_id, "status": "done", "mp3_fid": mp3_fid}, {"$set": {
+            "status": "expired", "mp3_fid": None, "updated_at": self._clock()}})
+        return result.matched_count == 1
+
+    @retry_transient
+    def stale_failed_videos(self, failed_before: datetime, limit: int) -> list[dict[str, Any]]:
+        """Failed jobs last updated before failed_before that still have a video: [{"_id", "video_fid"}]."""
+        return list(self._jobs.find({"status": "failed", "updated_at": {"$lte": failed_before},
+                                     "video_fid": {"$ne": None}}, {"video_fid": 1},
+                                    sort=[("updated_at", ASCENDING)], limit=limit))
+
+    @retry_transient
+    def forget_video(self, job_id: str, video_fid: str) -> bool:
+        """Sets video_fid null once the video is deleted, only if still that one; True if this call did it.
+
+        updated_at is left alone: the job's visible state does not change.
+        """
+        result = self._jobs.update_one({"_id": job_id, "status": "failed", "video_fid": video_fid},
+                                       {"$set": {"video_fid": None}})
         return result.matched_count == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from converter.storage import MissingFile  # noqa: E402
 JOB_ID = "0123456789abcdef0123456789abcdef"
 VIDEO_FID = "65a1b2c3d4e5f60718293a4b"
 OWNER = "alice@example.com"
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def video_message(**changes: Any) -> dict[str, Any]:
@@ -33,11 +35,14 @@ def video_message(**changes: Any) -> dict[str, Any]:
 
 
 class FakeJobs:
-    """In-memory stand-in for converter.jobs.Jobs with the same semantics."""
+    """In-memory stand-in for converter.jobs.Jobs with the same semantics (TTL 24 h, clock = NOW)."""
 
     def __init__(self, *docs: dict[str, Any]) -> None:
         self.docs = {doc["_id"]: dict(doc) for doc in docs}
         self.calls: list[str] = []
+        self.progress_writes: list[int] = []
+        self.progress_error: Exception | None = None
+        self.on_progress: Any = None  # called with the percent before each progress write (e.g. to delete the job)
 
     def get(self, job_id):
         self.calls.append("get")
@@ -61,16 +66,71 @@ class FakeJobs:
         doc.setdefault("mp3_fid_planned", candidate)
         return doc["mp3_fid_planned"]
 
+    def set_duration(self, job_id, duration_s):
+        self.calls.append("set_duration")
+        if job_id not in self.docs:
+            return False
+        self.docs[job_id]["duration_s"] = duration_s
+        return True
+
+    def set_progress(self, job_id, percent):
+        self.calls.append("set_progress")
+        if self.on_progress:
+            self.on_progress(percent)
+        if self.progress_error:
+            raise self.progress_error
+        self.progress_writes.append(percent)
+        if job_id not in self.docs:
+            return False
+        doc = self.docs[job_id]
+        doc["progress"] = max(doc.get("progress", 0), percent)
+        return True
+
     def mark_done(self, job_id, mp3_fid):
         self.calls.append("mark_done")
-        self.docs[job_id].update(status="done", mp3_fid=mp3_fid, error=None)
+        if job_id not in self.docs:
+            return False
+        self.docs[job_id].update(status="done", mp3_fid=mp3_fid, error=None, progress=100,
+                                 expires_at=NOW + timedelta(hours=24))
+        return True
 
     def mark_failed(self, job_id, reason):
         self.calls.append("mark_failed")
         doc = self.docs.get(job_id)
-        if doc is None or doc["status"] == "done":
+        if doc is None or doc["status"] in ("done", "expired"):
             return False
         doc.update(status="failed", error=reason)
+        return True
+
+    def ensure_retention_index(self):
+        self.calls.append("ensure_retention_index")
+
+    def expired_mp3s(self, now, limit):
+        self.calls.append("expired_mp3s")
+        found = sorted((d for d in self.docs.values() if d["status"] == "done" and d.get("expires_at")
+                        and d["expires_at"] <= now), key=lambda d: d["expires_at"])
+        return [{"_id": d["_id"], "mp3_fid": d.get("mp3_fid")} for d in found[:limit]]
+
+    def mark_expired(self, job_id, mp3_fid):
+        self.calls.append("mark_expired")
+        doc = self.docs.get(job_id)
+        if doc is None or doc["status"] != "done" or doc.get("mp3_fid") != mp3_fid:
+            return False
+        doc.update(status="expired", mp3_fid=None)
+        return True
+
+    def stale_failed_videos(self, failed_before, limit):
+        self.calls.append("stale_failed_videos")
+        found = sorted((d for d in self.docs.values() if d["status"] == "failed" and d.get("video_fid")
+                        and d["updated_at"] <= failed_before), key=lambda d: d["updated_at"])
+        return [{"_id": d["_id"], "video_fid": d["video_fid"]} for d in found[:limit]]
+
+    def forget_video(self, job_id, video_fid):
+        self.calls.append("forget_video")
+        doc = self.docs.get(job_id)
+        if doc is None or doc["status"] != "failed" or doc.get("video_fid") != video_fid:
+            return False
+        doc["video_fid"] = None
         return True
 
 
@@ -112,12 +172,16 @@ needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("
                                   reason="ffmpeg/ffprobe not installed")
 
 
-def make_clip(path: Path, *, audio: bool = True, seconds: float = 1.0) -> Path:
+def make_clip(path: Path, *, audio: bool = True, seconds: float = 1.0, channels: int = 1,
+              sample_rate: int = 44100) -> Path:
     """A tiny generated test video (lavfi testsrc2 + sine), MPEG-4 video and AAC audio in MP4."""
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
             "-f", "lavfi", "-i", f"testsrc2=size=64x48:rate=10:duration={seconds}"]
     if audio:
-        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "aac"]
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}:sample_rate={sample_rate}",
+                 "-c:a", "aac"]
+        if channels > 1:
+            args += ["-af", f"pan={channels}c|" + "|".join(f"c{i}=c0" for i in range(channels))]
     args += ["-c:v", "mpeg4", "-shortest", str(path)]
     subprocess.run(args, check=True, timeout=60)
     return path
@@ -128,6 +192,14 @@ def clip(tmp_path_factory) -> Path:
     if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
         pytest.skip("ffmpeg/ffprobe not installed")
     return make_clip(tmp_path_factory.mktemp("clips") / "clip.mp4")
+
+
+@pytest.fixture(scope="session")
+def surround_clip(tmp_path_factory) -> Path:
+    """Six audio channels at 22050 Hz: what the defaults must cap (channels) and keep (rate)."""
+    if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
+        pytest.skip("ffmpeg/ffprobe not installed")
+    return make_clip(tmp_path_factory.mktemp("clips") / "surround.mp4", channels=6, sample_rate=22050)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 from bson import ObjectId
@@ -134,3 +136,110 @@ def test_other_database_errors_are_not_retried(instant_retries):
     with pytest.raises(OperationFailure):
         jobs_module.Jobs(Broken()).start_attempt("j")
     assert instant_retries == []
+
+
+# --- Jobs: what each new write sends (the real semantics run against FerretDB in tests/integration) -------
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+class Recording:
+    """A pymongo collection that records calls; `matched` is the matched_count of the next updates."""
+
+    def __init__(self, matched: int = 1, found: list | None = None) -> None:
+        self.matched, self.found = matched, found or []
+        self.calls: list[tuple] = []
+
+    def update_one(self, query, update):
+        self.calls.append(("update_one", query, update))
+        return SimpleNamespace(matched_count=self.matched)
+
+    def find(self, query, projection, sort, limit):
+        self.calls.append(("find", query, projection, sort, limit))
+        return iter(self.found)
+
+    def create_index(self, keys):
+        self.calls.append(("create_index", keys))
+
+
+def jobs_on(collection):
+    return jobs_module.Jobs(collection, clock=lambda: NOW, mp3_ttl=timedelta(hours=6))
+
+
+def test_mark_done_sets_progress_100_and_expiry_after_the_ttl():
+    collection = Recording()
+    assert jobs_on(collection).mark_done("j", FID) is True
+    assert collection.calls == [("update_one", {"_id": "j"}, {"$set": {
+        "status": "done", "mp3_fid": FID, "error": None, "progress": 100,
+        "expires_at": NOW + timedelta(hours=6), "updated_at": NOW}})]
+
+
+@pytest.mark.parametrize("method", ["mark_done", "set_duration", "set_progress"])
+def test_writes_report_a_deleted_job(method):
+    args = {"mark_done": (FID,), "set_duration": (12.5,), "set_progress": (40,)}[method]
+    assert getattr(jobs_on(Recording(matched=0)), method)("j", *args) is False
+
+
+def test_progress_only_ever_rises():
+    collection = Recording()
+    jobs_on(collection).set_progress("j", 40)
+    assert collection.calls == [("update_one", {"_id": "j"}, {"$max": {"progress": 40}})]
+
+
+def test_set_duration():
+    collection = Recording()
+    jobs_on(collection).set_duration("j", 12.5)
+    assert collection.calls == [("update_one", {"_id": "j"}, {"$set": {"duration_s": 12.5}})]
+
+
+def test_mark_failed_leaves_done_and_expired_jobs_alone():
+    collection = Recording()
+    jobs_on(collection).mark_failed("j", "no audio")
+    assert collection.calls[0][1] == {"_id": "j", "status": {"$nin": ["done", "expired"]}}
+
+
+def test_expired_mp3s_query():
+    collection = Recording(found=[{"_id": "j", "mp3_fid": FID}])
+    assert jobs_on(collection).expired_mp3s(NOW, 10) == [{"_id": "j", "mp3_fid": FID}]
+    assert collection.calls == [("find", {"status": "done", "expires_at": {"$lte": NOW}}, {"mp3_fid": 1},
+                                 [("expires_at", 1)], 10)]
+
+
+def test_mark_expired_is_conditional_on_the_same_mp3():
+    collection = Recording(matched=0)
+    assert jobs_on(collection).mark_expired("j", FID) is False  # a peer got there first
+    assert collection.calls == [("update_one", {"_id": "j", "status": "done", "mp3_fid": FID},
+                                 {"$set": {"status": "expired", "mp3_fid": None, "updated_at": NOW}})]
+
+
+def test_stale_failed_videos_query():
+    collection = Recording()
+    before = NOW - timedelta(hours=6)
+    assert jobs_on(collection).stale_failed_videos(before, 10) == []
+    assert collection.calls == [("find", {"status": "failed", "updated_at": {"$lte": before},
+                                          "video_fid": {"$ne": None}}, {"video_fid": 1}, [("updated_at", 1)], 10)]
+
+
+def test_forget_video_is_conditional_and_keeps_updated_at():
+    collection = Recording()
+    assert jobs_on(collection).forget_video("j", FID) is True
+    assert collection.calls == [("update_one", {"_id": "j", "status": "failed", "video_fid": FID},
+                                 {"$set": {"video_fid": None}})]
+
+
+def test_retention_index():
+    collection = Recording()
+    jobs_on(collection).ensure_retention_index()
+    assert collection.calls == [("create_index", [("status", 1), ("expires_at", 1)])]
+
+
+def test_progress_write_is_not_retried():
+    # Retrying would make ffmpeg wait on its progress pipe for minutes; the handler pauses its writes instead.
+    assert not hasattr(jobs_module.Jobs.set_progress, "retry")
+
+    class Down:
+        def update_one(self, *a):
+            raise AutoReconnect("connection refused")
+
+    with pytest.raises(AutoReconnect):
+        jobs_on(Down()).set_progress("j", 10)

@@ -145,7 +145,8 @@ def no_delay(monkeypatch):
     return delays
 
 
-def deliver(handler, body: bytes, *, on_permanent=None, publish_error=None, lose_connection=False):
+def deliver(handler, body: bytes, *, on_permanent=None, publish_error=None, lose_connection=False,
+            redelivered=False):
     """Runs one delivery through Consumer's worker, servicing callbacks like the connection thread would."""
     events: list = []
     loop = consumer.Consumer("amqp://unused", "video", handler, publish_queue="mp3", on_permanent=on_permanent)
@@ -153,7 +154,7 @@ def deliver(handler, body: bytes, *, on_permanent=None, publish_error=None, lose
     session = consumer._Session(connection)
     session.channel = FakeChannel(events)
     session.publish_channel = FakeChannel(events, publish_error)
-    loop._on_message(session, session.channel, SimpleNamespace(delivery_tag=7), None, body)
+    loop._on_message(session, session.channel, SimpleNamespace(delivery_tag=7, redelivered=redelivered), None, body)
     worker = loop._worker
     deadline = time.monotonic() + 10
     while worker.is_alive() or not connection.callbacks.empty():
@@ -234,6 +235,14 @@ def test_connection_lost_before_settling_leaves_message_to_broker():
     before = dropped._value.get()
     assert deliver(lambda m: {"status": "done"}, BODY, lose_connection=True) == []
     assert dropped._value.get() == before + 1  # and the worker did not hang waiting for the dead connection
+
+
+@pytest.mark.parametrize("redelivered", [True, False])
+def test_redeliveries_are_counted(redelivered):
+    counter = consumer.REDELIVERIES.labels("video")
+    before = counter._value.get()
+    assert deliver(lambda m: None, BODY, redelivered=redelivered) == [("ack", 7)]
+    assert counter._value.get() == before + (1 if redelivered else 0)
 
 
 def test_handler_runs_in_the_job_log_context():
@@ -375,7 +384,7 @@ class DeliveringConnection(ScriptedConnection):
     def process_data_events(self, time_limit):
         if not self.delivered:
             self.delivered = True
-            self.holder[0](None, SimpleNamespace(delivery_tag=1), None, BODY)
+            self.holder[0](None, SimpleNamespace(delivery_tag=1, redelivered=False), None, BODY)
             self.loop.stop()  # SIGTERM arrives while the job runs
             return
         try:

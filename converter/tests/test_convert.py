@@ -32,6 +32,51 @@ def test_options_change_the_encoder_settings(tmp_path):
     assert "-b:a" not in args
 
 
+@pytest.mark.parametrize(("raw", "expected"), [
+    (None, Mp3Options()),
+    ({}, Mp3Options()),
+    ({"bitrate": None, "quality": None, "channels": None, "sample_rate": None}, Mp3Options()),
+    ({"bitrate": 128}, Mp3Options(bitrate="128k")),
+    ({"bitrate": 320, "channels": 1, "sample_rate": 48000, "quality": None},
+     Mp3Options(bitrate="320k", channels=1, sample_rate=48000)),
+    ({"quality": 0, "bitrate": None}, Mp3Options(quality=0)),
+    ({"quality": 9, "channels": 2, "sample_rate": 22050}, Mp3Options(quality=9, channels=2, sample_rate=22050)),
+])
+def test_parse_options(raw, expected):
+    assert convert.parse_options(raw) == expected
+
+
+@pytest.mark.parametrize(("raw", "error"), [
+    ([128], "message field 'options' is not an object"),
+    ("bitrate=128", "message field 'options' is not an object"),
+    ({"bitrat": 128}, "unknown conversion option 'bitrat'"),
+    ({"bitrate": 100}, "conversion option 'bitrate' must be one of 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, "
+                       "not 100"),
+    ({"bitrate": "128"}, "conversion option 'bitrate' must be one of 64, 80, 96, 112, 128, 160, 192, 224, 256, "
+                         "320, not '128'"),
+    ({"bitrate": 128.0}, "conversion option 'bitrate' must be one of 64, 80, 96, 112, 128, 160, 192, 224, 256, "
+                         "320, not 128.0"),
+    ({"quality": 10}, "conversion option 'quality' must be one of 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, not 10"),
+    ({"quality": -1}, "conversion option 'quality' must be one of 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, not -1"),
+    ({"channels": True}, "conversion option 'channels' must be one of 1, 2, not True"),
+    ({"channels": 6}, "conversion option 'channels' must be one of 1, 2, not 6"),
+    ({"sample_rate": 96000}, "conversion option 'sample_rate' must be one of 22050, 44100, 48000, not 96000"),
+    ({"sample_rate": "44100; rm -rf /"},
+     "conversion option 'sample_rate' must be one of 22050, 44100, 48000, not '44100; rm -rf /'"),
+    ({"bitrate": 128, "quality": 2}, "conversion options 'bitrate' and 'quality' exclude each other"),
+])
+def test_bad_options_are_permanent(raw, error):
+    with pytest.raises(PermanentError) as caught:
+        convert.parse_options(raw)
+    assert str(caught.value) == error
+
+
+def test_parsed_options_make_the_expected_command(tmp_path):
+    args = convert.ffmpeg_args(tmp_path / "in", tmp_path / "out.mp3",
+                               convert.parse_options({"bitrate": 128, "channels": 1, "sample_rate": 48000}))
+    assert args[-9:] == ["-c:a", "libmp3lame", "-b:a", "128k", "-ac", "1", "-ar", "48000", str(tmp_path / "out.mp3")]
+
+
 @pytest.mark.parametrize(("value", "seconds"), [
     ("00:00:01.500000", 1.5),
     ("01:02:03.250000", 3723.25),
@@ -101,6 +146,25 @@ def test_to_mp3_converts_and_reports_progress(clip, tmp_path):
     stream = _probe_json(dst)["streams"][0]
     assert stream["codec_name"] == "mp3" and stream["bit_rate"] == "192000"
     assert progress and progress[-1] == pytest.approx(1.0, abs=0.2)
+
+
+def test_defaults_cap_channels_at_two_and_keep_the_source_rate(surround_clip, tmp_path):
+    dst = tmp_path / "out.mp3"
+    convert.to_mp3(surround_clip, dst)
+    stream = _probe_json(dst)["streams"][0]
+    assert (stream["channels"], stream["sample_rate"]) == (2, "22050")
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    (Mp3Options(bitrate="96k", channels=1, sample_rate=48000), {"channels": 1, "sample_rate": "48000",
+                                                                "bit_rate": "96000"}),
+    (Mp3Options(quality=9, channels=2, sample_rate=22050), {"channels": 2, "sample_rate": "22050"}),
+])
+def test_to_mp3_applies_the_options(clip, tmp_path, options, expected):
+    dst = tmp_path / "out.mp3"
+    convert.to_mp3(clip, dst, options)
+    stream = _probe_json(dst)["streams"][0]
+    assert {key: stream[key] for key in expected} == expected
 
 
 def test_to_mp3_without_audio_stream_is_permanent(silent_clip, tmp_path):

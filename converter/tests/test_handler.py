@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from converter import handler
-from converter.convert import MediaInfo
+from converter.convert import MediaInfo, Mp3Options
 from converter.errors import PermanentError
+from converter.metrics import JOBS
+from converter.storage import MissingFile
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 VIDEO_FID = "65a1b2c3d4e5f60718293a4b"
@@ -16,12 +18,14 @@ OWNER = "alice@example.com"
 
 
 class FakeFfmpeg:
-    """Replaces probe/to_mp3 in the handler: records calls, writes a fake MP3, can raise."""
+    """Replaces probe/to_mp3 in the handler: records calls, writes a fake MP3, reports progress, can raise."""
 
     def __init__(self, info: MediaInfo = MediaInfo(12.0, True, "mov,mp4", "aac")) -> None:
         self.info = info
         self.probed: list[Path] = []
         self.converted: list[tuple[Path, Path]] = []
+        self.options: list[Mp3Options] = []
+        self.progress_seconds: list[float] = [6.0]  # out_time values ffmpeg "reports", in order
         self.error: Exception | None = None
 
     def probe(self, src: Path) -> MediaInfo:
@@ -29,13 +33,31 @@ class FakeFfmpeg:
         self.probed.append(src)
         return self.info
 
-    def to_mp3(self, src, dst, options, on_progress=None, timeout_s=None):
+    def to_mp3(self, src, dst, options, on_progress=None, timeout_s=None, progress_interval_s=5.0):
         self.converted.append((src, dst))
+        self.options.append(options)
+        assert progress_interval_s == 0.0  # the handler's ProgressWriter throttles, not to_mp3
+        if on_progress:
+            for seconds in self.progress_seconds:
+                on_progress(seconds)  # like the real to_mp3, an exception here stops the conversion
         if self.error:
             raise self.error
         dst.write_bytes(b"ID3 fake mp3")
-        if on_progress:
-            on_progress(6.0)
+
+
+class Clock:
+    """A monotonic clock under test control; `step` advances it on every read."""
+
+    def __init__(self, now: float = 100.0, step: float = 0.0) -> None:
+        self.now, self.step = now, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def counter(outcome: str) -> float:
+    return JOBS.labels(outcome)._value.get()
 
 
 @pytest.fixture
@@ -53,7 +75,7 @@ def run(jobs, videos, mp3s, tmp_path):
 
     def run(message, max_attempts=3):
         return handler.handle(message, jobs=jobs, videos=videos, mp3s=mp3s, work_dir=work_dir,
-                              max_attempts=max_attempts)
+                              max_attempts=max_attempts, clock=Clock(step=1.0))
     run.work_dir = work_dir
     return run
 
@@ -83,18 +105,21 @@ def test_message_that_is_not_an_object_is_permanent(run):
 
 
 def test_success_converts_uploads_marks_done_and_deletes_video(run, message, ffmpeg, jobs, videos, mp3s):
+    before = counter("done")
     result = run(message(filename="C:\\Users\\al\\My Holiday.final.mp4"))
 
     job = jobs.docs[JOB_ID]
     fid = job["mp3_fid_planned"]
     assert result == {"job_id": JOB_ID, "video_fid": VIDEO_FID, "mp3_fid": fid, "username": OWNER,
                       "filename": "C:\\Users\\al\\My Holiday.final.mp4", "status": "done", "error": None}
-    assert (job["status"], job["mp3_fid"], job["attempts"]) == ("done", fid, 1)
+    assert (job["status"], job["mp3_fid"], job["attempts"], job["progress"]) == ("done", fid, 1, 100)
+    assert job["duration_s"] == 12.0 and job["expires_at"] is not None
     assert mp3s.files[fid] == {"data": b"ID3 fake mp3", "filename": "My Holiday.final.mp3",
                                "metadata": {"owner": OWNER, "job_id": JOB_ID}}
     assert VIDEO_FID not in videos.files
     # Done is recorded before the source is deleted: a crash in between must not lose the video's result.
     assert jobs.calls[-1] == "mark_done" and videos.calls[-1] == ("delete", VIDEO_FID)
+    assert counter("done") == before + 1
 
 
 def test_redelivery_of_done_job_republishes_without_converting(run, message, ffmpeg, jobs, mp3s, make_job):
@@ -114,11 +139,115 @@ def test_failed_job_stays_failed(run, message, ffmpeg, jobs, make_job):
     assert ffmpeg.converted == []
 
 
-def test_missing_job_is_permanent(run, message, ffmpeg, jobs):
+def test_default_options_when_the_message_has_none(run, message, ffmpeg):
+    run(message())
+    assert ffmpeg.options == [Mp3Options()]
+
+
+def test_message_options_reach_ffmpeg(run, message, ffmpeg):
+    run(message(options={"bitrate": None, "quality": 3, "channels": 1, "sample_rate": 48000}))
+    assert ffmpeg.options == [Mp3Options(quality=3, channels=1, sample_rate=48000)]
+
+
+@pytest.mark.parametrize(("options", "error"), [
+    ({"bitrate": 100}, "conversion option 'bitrate' must be one of"),
+    ({"bitrate": 128, "quality": 2}, "conversion options 'bitrate' and 'quality' exclude each other"),
+    ({"speed": 2}, "unknown conversion option 'speed'"),
+])
+def test_bad_options_fail_the_job_with_the_reason(run, message, ffmpeg, jobs, options, error):
+    with pytest.raises(PermanentError) as caught:
+        run(message(options=options))
+    assert str(caught.value).startswith(error) and ffmpeg.converted == []
+    # The consumer then calls fail(): the job is marked failed and the user is told why.
+    failed = handler.fail(message(options=options), caught.value, jobs=jobs)
+    assert failed["status"] == "failed" and failed["error"].startswith(error)
+    assert jobs.docs[JOB_ID]["status"] == "failed"
+
+
+def test_job_deleted_before_conversion_is_dropped_quietly(run, message, ffmpeg, jobs, videos, mp3s):
     jobs.docs.clear()
-    with pytest.raises(PermanentError, match="^job no longer exists$"):
-        run(message())
-    assert ffmpeg.converted == []
+    before = counter("dropped")
+
+    assert run(message()) is None  # ack, publish nothing: no DLQ, no email
+
+    assert ffmpeg.converted == [] and mp3s.calls == [] and videos.calls == []
+    assert counter("dropped") == before + 1
+
+
+def test_expired_job_redelivered_is_dropped(run, message, ffmpeg, jobs, make_job, mp3s):
+    jobs.docs[JOB_ID] = make_job(status="expired", mp3_fid=None, attempts=1)
+    assert run(message()) is None
+    assert ffmpeg.converted == [] and mp3s.calls == [] and jobs.docs[JOB_ID]["status"] == "expired"
+
+
+def test_job_deleted_while_converting_stops_ffmpeg_and_deletes_the_mp3(run, message, ffmpeg, jobs, mp3s):
+    ffmpeg.progress_seconds = [1.0, 3.0, 6.0, 9.0]
+    seen: list[int] = []
+
+    def owner_deletes_the_job(percent):
+        seen.append(percent)
+        if len(seen) == 2:
+            jobs.docs.clear()
+    jobs.on_progress = owner_deletes_the_job
+    ffmpeg.error = AssertionError("ffmpeg must be stopped before it finishes")
+    before = counter("dropped")
+
+    assert run(message()) is None
+
+    assert seen == [8, 25]  # the write that found no job was the last
+    planned = [call[1] for call in mp3s.calls if call[0] == "delete"]
+    assert len(planned) == 1 and mp3s.files == {}
+    assert counter("dropped") == before + 1
+    assert list(run.work_dir.iterdir()) == []
+
+
+def test_job_deleted_after_the_upload_deletes_the_mp3(run, message, ffmpeg, jobs, mp3s):
+    real_replace = mp3s.replace
+
+    def replace_then_owner_deletes(*args, **kwargs):
+        real_replace(*args, **kwargs)
+        jobs.docs.clear()
+    mp3s.replace = replace_then_owner_deletes
+
+    assert run(message()) is None
+
+    assert mp3s.files == {}  # it was stored, then removed again
+    assert [call[0] for call in mp3s.calls] == ["replace", "delete"]
+
+
+def test_job_deleted_before_probe_result_is_stored(run, message, ffmpeg, jobs, mp3s, monkeypatch):
+    def probe_while_owner_deletes(src):
+        jobs.docs.clear()
+        return ffmpeg.info
+    monkeypatch.setattr(handler, "probe", probe_while_owner_deletes)
+
+    assert run(message()) is None
+    assert ffmpeg.converted == [] and mp3s.files == {}
+
+
+def test_video_gone_because_the_job_was_deleted_is_dropped_not_failed(run, message, ffmpeg, jobs, videos, mp3s):
+    def download_while_owner_deletes(fid, dst):
+        jobs.docs.clear()
+        videos.files.clear()
+        raise MissingFile(fid)
+    videos.download_to = download_while_owner_deletes
+
+    assert run(message()) is None
+    assert ffmpeg.converted == [] and mp3s.files == {}
+
+
+def test_progress_is_written_during_conversion_and_done_sets_100(run, message, ffmpeg, jobs):
+    ffmpeg.progress_seconds = [1.2, 3.0, 6.0, 12.0]
+    run(message())
+    # The run clock advances 1 s per read, so every block may write; 12 s of 12 is still only 99 until done.
+    assert jobs.progress_writes == [10, 25, 50, 99]
+    assert jobs.docs[JOB_ID]["progress"] == 100
+
+
+def test_progress_write_failure_does_not_fail_the_conversion(run, message, ffmpeg, jobs):
+    jobs.progress_error = ConnectionError("MongoDB went away")
+    assert run(message())["status"] == "done"
+    assert jobs.docs[JOB_ID]["status"] == "done"
 
 
 def test_message_for_another_video_is_permanent(run, message, ffmpeg):
@@ -186,26 +315,93 @@ def test_temp_files_are_removed_on_success(run, message, ffmpeg):
 
 
 def test_fail_marks_job_failed_and_returns_failed_message(jobs, message):
+    before = counter("failed")
     result = handler.fail(message(), PermanentError("the video has no audio stream"), jobs=jobs)
 
     assert result == {"job_id": JOB_ID, "video_fid": VIDEO_FID, "mp3_fid": None, "username": OWNER,
                       "filename": "holiday.mp4", "status": "failed", "error": "the video has no audio stream"}
     assert jobs.docs[JOB_ID]["status"] == "failed"
     assert jobs.docs[JOB_ID]["error"] == "the video has no audio stream"
+    assert counter("failed") == before + 1
 
 
-@pytest.mark.parametrize("case", ["bad message", "job gone", "job done"])
+@pytest.mark.parametrize("case", ["bad message", "job gone", "job done", "job expired"])
 def test_fail_announces_nothing_when_nobody_or_nothing_to_tell(jobs, message, make_job, case):
     msg = message()
     if case == "bad message":
         msg = {"job_id": "nope"}
     elif case == "job gone":
         jobs.docs.clear()
-    else:
+    elif case == "job done":
         jobs.docs[JOB_ID] = make_job(status="done", mp3_fid="65a1b2c3d4e5f60718293fff")
+    else:
+        jobs.docs[JOB_ID] = make_job(status="expired", mp3_fid=None)
+    before = counter("failed")
     assert handler.fail(msg, PermanentError("x"), jobs=jobs) is None
-    if case == "job done":
-        assert jobs.docs[JOB_ID]["status"] == "done"
+    assert counter("failed") == before
+    if case in ("job done", "job expired"):
+        assert jobs.docs[JOB_ID]["status"] == case.split()[1]
+
+
+# --- ProgressWriter: the throttle and ordering rules of the job's progress field ---------------------------
+
+class Recorder:
+    def __init__(self, exists: bool = True, error: Exception | None = None) -> None:
+        self.writes: list[int] = []
+        self.exists, self.error = exists, error
+
+    def set_progress(self, job_id, percent):
+        if self.error:
+            raise self.error
+        self.writes.append(percent)
+        return self.exists
+
+
+def writer(store, clock, duration=100.0):
+    return handler.ProgressWriter(store, JOB_ID, MediaInfo(duration, True, "mp4", "aac"), clock)
+
+
+def test_progress_writes_at_most_twice_a_second():
+    store, clock = Recorder(), Clock()
+    write = writer(store, clock)
+    for t, seconds in [(0.0, 1), (0.2, 2), (0.49, 3), (0.5, 4), (0.7, 5), (1.0, 6), (1.1, 7), (1.6, 8)]:
+        clock.now = 100.0 + t
+        write(seconds)
+    assert store.writes == [1, 4, 6, 8]
+
+
+def test_progress_never_goes_backwards_and_stays_below_100():
+    store, clock = Recorder(), Clock(step=1.0)
+    write = writer(store, clock)
+    for seconds in [50, 40, 50, 60, 150, 100]:
+        write(seconds)
+    assert store.writes == [50, 60, 99]
+
+
+def test_progress_without_a_duration_writes_nothing():
+    store = Recorder()
+    write = writer(store, Clock(step=1.0), duration=None)
+    write(5.0)
+    assert store.writes == []
+
+
+def test_progress_write_that_finds_no_job_raises_job_gone():
+    write = writer(Recorder(exists=False), Clock(step=1.0))
+    with pytest.raises(handler.JobGone):
+        write(10.0)
+
+
+def test_progress_write_failure_pauses_the_writes(caplog):
+    store, clock = Recorder(error=ConnectionError("refused")), Clock()
+    write = writer(store, clock)
+    write(10.0)
+    store.error = None
+    clock.now += 10.0
+    write(20.0)  # still within the pause after the failure
+    clock.now += handler.PROGRESS_PAUSE_S
+    write(30.0)
+    assert store.writes == [30]
+    assert "could not record progress" in caplog.text
 
 
 @pytest.mark.parametrize(("filename", "expected"), [

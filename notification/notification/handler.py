@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import PureWindowsPath
 from typing import Any
 
@@ -15,6 +16,7 @@ import tenacity
 from .errors import PermanentError
 from .jobs import Jobs
 from .mailer import MailUnavailable
+from .metrics import EMAILS_FAILED, EMAILS_SENT
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +63,22 @@ def parse_message(message: Any) -> Mp3Message:
     return Mp3Message(job_id, username, filename, status, mp3_fid, error)
 
 
-def compose(msg: Mp3Message, public_url: str) -> tuple[str, str]:
-    """(subject, body) of the email for this message."""
+def compose(msg: Mp3Message, public_url: str, expires_at: datetime | None = None) -> tuple[str, str]:
+    """(subject, body) of the email for this message; expires_at (when the MP3 is deleted) is shown if known."""
     shown = _one_line(msg.filename)
     if msg.status == "done":
         # The stem goes inside a shell command the user pastes: allow only characters that are inert there.
         stem = _SHELL_UNSAFE.sub("_", _stem(msg.filename)).strip(" ._") or "audio"
+        kept = (f"Available until: {expires_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC (then it is deleted)\n"
+                if expires_at else "")
         subject = f"Your MP3 is ready: {shown}"
+        # Single quotes around the address: _ADDRESS excludes them, and nothing expands inside them.
         body = (f'Hello,\n\nyour video "{shown}" has been converted to MP3.\n\n'
-                f"Job id:      {msg.job_id}\n"
-                f"MP3 file id: {msg.mp3_fid}\n\n"
-                f"Download it with (TOKEN is the token you get from {public_url}/login):\n\n"
+                f"Job id:          {msg.job_id}\n"
+                f"MP3 file id:     {msg.mp3_fid}\n"
+                f"{kept}\n"
+                f"Download it with these two commands (the first asks for your password):\n\n"
+                f"  TOKEN=$(curl -s -X POST -u '{msg.username}' \"{public_url}/login\")\n"
                 f'  curl -H "Authorization: Bearer $TOKEN" -o "{stem}.mp3" '
                 f'"{public_url}/download?fid={msg.mp3_fid}"\n')
     else:
@@ -92,14 +99,17 @@ def handle(message: dict[str, Any], *, jobs: Jobs, send: Send, public_url: str,
     msg = parse_message(message)
     job = jobs.get(msg.job_id)
     if job is None:
-        raise PermanentError("job no longer exists")
+        # The owner deleted the job (and its MP3) before we got here: nothing to tell, nothing to retry.
+        log.info("job no longer exists (deleted by its owner); dropping the message")
+        return
     if job.get("owner") not in (None, msg.username):
         raise PermanentError("the message's username is not the job's owner")
     if job.get("notified_at") is not None:
         log.info("already notified; skipping")
         return
-    subject, body = compose(msg, public_url)
+    subject, body = compose(msg, public_url, job.get("expires_at") if msg.status == "done" else None)
     _send_until_accepted(send, msg.username, subject, body, sleep)
+    EMAILS_SENT.labels(msg.status).inc()
     jobs.mark_notified(msg.job_id)
     log.info("notified", extra={"status": msg.status})
 
@@ -116,7 +126,18 @@ def _send_until_accepted(send: Send, to: str, subject: str, body: str, sleep: Ca
             "SMTP unavailable (%s); retrying in %.0f s", state.outcome.exception() if state.outcome else "?",
             state.next_action.sleep if state.next_action else 0),
     )
-    retrying(send, to, subject, body)
+    retrying(_send_counted, send, to, subject, body)
+
+
+def _send_counted(send: Send, to: str, subject: str, body: str) -> None:
+    try:
+        send(to, subject, body)
+    except MailUnavailable:
+        EMAILS_FAILED.labels("unavailable").inc()
+        raise
+    except PermanentError:
+        EMAILS_FAILED.labels("rejected").inc()
+        raise
 
 
 def _stem(filename: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from notification import handler
 from notification.errors import PermanentError
 from notification.mailer import MailUnavailable
+from notification.metrics import EMAILS_FAILED, EMAILS_SENT
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 OWNER = "alice@example.com"
@@ -42,6 +44,8 @@ def run(jobs, send):
     (done(job_id=None), "message field 'job_id' is missing or not a 32-character hex id"),
     (done(username="not-an-address"), "message field 'username' is missing or not an email address"),
     (done(username="a@b.c, victim@evil.example"), "message field 'username' is missing or not an email address"),
+    # The address is single-quoted in the emailed login command: a quote could end the quoting.
+    (done(username="x'$(id)'@evil.example"), "message field 'username' is missing or not an email address"),
     (done(username="a@b.c\nBcc: victim@evil.example"),
      "message field 'username' is missing or not an email address"),
     (done(filename=""), "message field 'filename' is missing or not a non-empty string"),
@@ -60,24 +64,58 @@ def test_bad_messages_are_permanent_errors(run, send, jobs, message, error):
 
 
 def test_done_mail(run, send, jobs):
+    sent_before = EMAILS_SENT.labels("done")._value.get()
     run(done())
 
     [(to, subject, body)] = send.sent
     assert to == OWNER
     assert subject == "Your MP3 is ready: holiday.mp4"
-    assert '"holiday.mp4"' in body and JOB_ID in body and MP3_FID in body
-    assert (f'curl -H "Authorization: Bearer $TOKEN" -o "holiday.mp3" '
-            f'"{PUBLIC_URL}/download?fid={MP3_FID}"') in body
+    assert '"holiday.mp4"' in body and f"Job id:          {JOB_ID}" in body and f"MP3 file id:     {MP3_FID}" in body
+    lines = body.splitlines()
+    # Ready to paste: log in (curl asks for the password), then download into "<original stem>.mp3".
+    assert f"  TOKEN=$(curl -s -X POST -u '{OWNER}' \"{PUBLIC_URL}/login\")" in lines
+    assert (f'  curl -H "Authorization: Bearer $TOKEN" -o "holiday.mp3" '
+            f'"{PUBLIC_URL}/download?fid={MP3_FID}"') in lines
+    assert "Available until" not in body  # the job has no expires_at
     assert jobs.docs[JOB_ID]["notified_at"] is not None
+    assert EMAILS_SENT.labels("done")._value.get() == sent_before + 1
+
+
+def test_done_mail_says_until_when_the_mp3_is_kept(run, send, jobs):
+    jobs.docs[JOB_ID]["expires_at"] = datetime(2024, 5, 2, 12, 30, tzinfo=timezone.utc)
+    run(done())
+    assert "Available until: 2024-05-02 12:30 UTC (then it is deleted)" in send.sent[0][2]
+
+
+def test_done_mail_commands_run_in_a_shell_as_intended(run, send, tmp_path):
+    """The two pasted lines, run by sh with a fake curl: each argument arrives intact, nothing expands."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("sh"):
+        pytest.skip("needs sh")
+    run(done(filename="My $(id) `x` holiday.mp4"))
+    commands = [line.strip() for line in send.sent[0][2].splitlines() if "curl" in line]
+    fake = tmp_path / "curl"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done >> "$ARGS_LOG"\necho TKN\n')
+    fake.chmod(0o755)
+    log = tmp_path / "args"
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "ARGS_LOG": str(log)}
+    subprocess.run(["sh", "-c", "\n".join(commands)], env=env, check=True, timeout=10)
+    assert log.read_text().splitlines() == [
+        "-s", "-X", "POST", "-u", OWNER, f"{PUBLIC_URL}/login",
+        "-H", "Authorization: Bearer TKN", "-o", "My _id_ _x_ holiday.mp3", f"{PUBLIC_URL}/download?fid={MP3_FID}"]
 
 
 def test_failed_mail(run, send):
+    sent_before = EMAILS_SENT.labels("failed")._value.get()
     run(failed())
 
     [(to, subject, body)] = send.sent
     assert subject == "Your conversion failed: holiday.mp4"
-    assert "Reason: the video has no audio stream" in body and JOB_ID in body
+    assert '"holiday.mp4"' in body and "Reason: the video has no audio stream" in body and JOB_ID in body
     assert "curl" not in body
+    assert EMAILS_SENT.labels("failed")._value.get() == sent_before + 1
 
 
 def test_failed_mail_without_reason(run, send):
@@ -90,7 +128,7 @@ def test_hostile_filename_cannot_break_headers_or_the_shell_command(run, send):
 
     [(_, subject, body)] = send.sent
     assert "\n" not in subject
-    curl = next(line for line in body.splitlines() if "curl" in line)
+    curl = next(line for line in body.splitlines() if "curl" in line and " -o " in line)
     output = curl.split('-o "')[1].split('"')[0]
     assert output.endswith(".mp3")
     assert not set(output) & set('"$`;\\\n')
@@ -102,11 +140,13 @@ def test_skips_when_already_notified(run, send, jobs):
     assert send.attempts == 0 and "mark_notified" not in jobs.calls
 
 
-def test_missing_job_is_permanent(run, send, jobs):
+@pytest.mark.parametrize("message", [done(), failed()], ids=["done", "failed"])
+def test_job_deleted_by_its_owner_is_dropped_quietly(run, send, jobs, message, caplog):
+    caplog.set_level(logging.INFO, logger="notification.handler")
     jobs.docs.clear()
-    with pytest.raises(PermanentError, match="^job no longer exists$"):
-        run(done())
-    assert send.attempts == 0
+    assert run(message) is None  # returns normally: acked, not dead-lettered, no mail
+    assert send.attempts == 0 and "mark_notified" not in jobs.calls
+    assert "job no longer exists" in caplog.text
 
 
 def test_message_for_someone_else_is_permanent(run, send):
@@ -122,6 +162,17 @@ def test_smtp_outage_is_retried_with_capped_backoff_until_accepted(run, send, jo
 
     assert run.sleeps == [1, 2, 4, 8, 16, 32, 60, 60, 60]
     assert len(send.sent) == 1 and jobs.docs[JOB_ID]["notified_at"] is not None
+
+
+def test_failed_sends_are_counted_by_reason(run, send):
+    unavailable, rejected = EMAILS_FAILED.labels("unavailable"), EMAILS_FAILED.labels("rejected")
+    before = unavailable._value.get(), rejected._value.get()
+    send.errors = [MailUnavailable("connection refused")] * 2 + [PermanentError("550 no such user")]
+
+    with pytest.raises(PermanentError):
+        run(done())
+
+    assert (unavailable._value.get(), rejected._value.get()) == (before[0] + 2, before[1] + 1)
 
 
 def test_rejected_recipient_is_permanent_and_not_recorded_as_notified(run, send, jobs):

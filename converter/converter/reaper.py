@@ -1,0 +1,110 @@
+"""Retention reaper: a background thread that deletes expired MP3s and the videos of long-failed jobs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from .jobs import Jobs
+from .metrics import REAPER_DELETIONS, REAPER_ERRORS
+from .storage import Bucket
+
+log = logging.getLogger(__name__)
+
+BATCH = 100  # jobs per query: a backlog (e.g. after downtime) is worked off in bounded pieces
+MAX_BATCHES = 100  # per kind and pass; the rest waits for the next pass
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def reap_once(*, jobs: Jobs, videos: Bucket, mp3s: Bucket, ttl: timedelta, now: datetime,
+              stopping: Callable[[], bool] = lambda: False) -> dict[str, int]:
+    """One retention pass; returns how many MP3s and videos this pass deleted.
+
+    Safe with several replicas reaping at once: the file is deleted first (a repeated delete is a no-op), then
+    the job is updated only if it still points at that file, so a crash in between just repeats the delete
+    next time, and the end state is the same whoever gets there first. (Counts are exact on MongoDB; FerretDB
+    v1 may let two racing replicas both count one deletion.) Errors propagate: the caller logs them.
+    """
+    counts = {"mp3": 0, "video": 0}
+
+    def expire_mp3(job: dict) -> None:
+        if job.get("mp3_fid"):
+            mp3s.delete(job["mp3_fid"])
+        if jobs.mark_expired(job["_id"], job.get("mp3_fid")):
+            counts["mp3"] += 1
+            REAPER_DELETIONS.labels("mp3").inc()
+            log.info("MP3 expired and deleted", extra={"job_id": job["_id"], "mp3_fid": job.get("mp3_fid")})
+
+    def delete_video(job: dict) -> None:
+        videos.delete(job["video_fid"])
+        if jobs.forget_video(job["_id"], job["video_fid"]):
+            counts["video"] += 1
+            REAPER_DELETIONS.labels("video").inc()
+            log.info("video of a failed job deleted", extra={"job_id": job["_id"], "video_fid": job["video_fid"]})
+
+    _in_batches(lambda: jobs.expired_mp3s(now, BATCH), expire_mp3, stopping)
+    _in_batches(lambda: jobs.stale_failed_videos(now - ttl, BATCH), delete_video, stopping)
+    return counts
+
+
+def _in_batches(fetch: Callable[[], list[dict]], handle: Callable[[dict], None], stopping: Callable[[], bool]) -> None:
+    # Every handled job leaves the query's result (by our update or a peer's), so fetching again moves on;
+    # MAX_BATCHES bounds a pass should some job keep matching anyway.
+    for _ in range(MAX_BATCHES):
+        batch = fetch()
+        for job in batch:
+            if stopping():
+                return
+            handle(job)
+        if len(batch) < BATCH:
+            return
+
+
+class Reaper:
+    """Runs reap_once every interval_s in a daemon thread until stop(); an error is logged, never fatal."""
+
+    def __init__(self, *, jobs: Jobs, videos: Bucket, mp3s: Bucket, ttl: timedelta, interval_s: float,
+                 clock: Callable[[], datetime] = _now) -> None:
+        self._jobs, self._videos, self._mp3s = jobs, videos, mp3s
+        self._ttl, self._interval = ttl, interval_s
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reaper", daemon=True)
+        self._indexed = False
+
+    def start(self) -> Reaper:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Asks the thread to finish; waits briefly (it is a daemon, so a pass stuck on MongoDB cannot block exit)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def run_once(self) -> dict[str, int] | None:
+        """One pass with errors logged and counted; the counts, or None if the pass failed."""
+        try:
+            if not self._indexed:
+                self._jobs.ensure_retention_index()
+                self._indexed = True
+            counts = reap_once(jobs=self._jobs, videos=self._videos, mp3s=self._mp3s, ttl=self._ttl,
+                               now=self._clock(), stopping=self._stop.is_set)
+        except Exception:  # noqa: BLE001 - the reaper must outlive MongoDB outages and bugs alike
+            REAPER_ERRORS.inc()
+            log.exception("retention pass failed; retrying in %.0f s", self._interval)
+            return None
+        if any(counts.values()):
+            log.info("retention pass done", extra={"deleted": counts})
+        return counts
+
+    def _run(self) -> None:
+        # First pass right away: a converter that restarts often must still get round to it.
+        while not self._stop.is_set():
+            self.run_once()
+            self._stop.wait(self._interval)

@@ -1,0 +1,200 @@
+"""Unit tests for converter.reaper: what a pass deletes and keeps, replicas racing, errors, the thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from converter import reaper
+from converter.metrics import REAPER_DELETIONS, REAPER_ERRORS
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+TTL = timedelta(hours=24)
+MP3_OLD, MP3_NEW = "65a1b2c3d4e5f60718290001", "65a1b2c3d4e5f60718290002"
+VIDEO_OLD, VIDEO_NEW = "65a1b2c3d4e5f60718290003", "65a1b2c3d4e5f60718290004"
+
+
+def job(job_id: str, **fields) -> dict:
+    doc = {"_id": job_id.ljust(32, "0"), "owner": "alice@example.com", "status": "done", "video_fid": None,
+           "mp3_fid": None, "expires_at": None, "updated_at": NOW - timedelta(days=3)}
+    doc.update(fields)
+    return doc
+
+
+@pytest.fixture
+def world(jobs, videos, mp3s):
+    """Jobs in every state the reaper must tell apart, and their files."""
+    jobs.docs.clear()
+    for doc in (
+        job("a", mp3_fid=MP3_OLD, expires_at=NOW - timedelta(seconds=1)),               # expired: reap
+        job("b", mp3_fid=MP3_NEW, expires_at=NOW + timedelta(hours=1)),                 # not yet
+        job("c", status="failed", video_fid=VIDEO_OLD, updated_at=NOW - TTL - timedelta(minutes=1)),  # reap
+        job("d", status="failed", video_fid=VIDEO_NEW, updated_at=NOW - TTL + timedelta(minutes=1)),  # not yet
+        job("e", status="queued", video_fid="65a1b2c3d4e5f60718290005", updated_at=NOW - timedelta(days=9)),
+        job("f", status="converting", video_fid="65a1b2c3d4e5f60718290006", updated_at=NOW - timedelta(days=9)),
+    ):
+        jobs.docs[doc["_id"]] = doc
+    for fid in (MP3_OLD, MP3_NEW):
+        mp3s.files[fid] = {"data": b"ID3"}
+    videos.files.clear()
+    for fid in (VIDEO_OLD, VIDEO_NEW, "65a1b2c3d4e5f60718290005", "65a1b2c3d4e5f60718290006"):
+        videos.files[fid] = {"data": b"video"}
+    return jobs, videos, mp3s
+
+
+def reap(jobs, videos, mp3s, **kw):
+    return reaper.reap_once(jobs=jobs, videos=videos, mp3s=mp3s, ttl=TTL, now=NOW, **kw)
+
+
+def status(jobs, name):
+    return jobs.docs[name.ljust(32, "0")]
+
+
+def test_a_pass_deletes_expired_mp3s_and_old_failed_videos_only(world):
+    jobs, videos, mp3s = world
+    mp3_before = REAPER_DELETIONS.labels("mp3")._value.get()
+    video_before = REAPER_DELETIONS.labels("video")._value.get()
+
+    assert reap(jobs, videos, mp3s) == {"mp3": 1, "video": 1}
+
+    assert (status(jobs, "a")["status"], status(jobs, "a")["mp3_fid"]) == ("expired", None)
+    assert set(mp3s.files) == {MP3_NEW}
+    assert (status(jobs, "b")["status"], status(jobs, "b")["mp3_fid"]) == ("done", MP3_NEW)
+    assert status(jobs, "c")["video_fid"] is None and status(jobs, "c")["status"] == "failed"
+    assert status(jobs, "d")["video_fid"] == VIDEO_NEW
+    assert set(videos.files) == {VIDEO_NEW, "65a1b2c3d4e5f60718290005", "65a1b2c3d4e5f60718290006"}
+    assert REAPER_DELETIONS.labels("mp3")._value.get() == mp3_before + 1
+    assert REAPER_DELETIONS.labels("video")._value.get() == video_before + 1
+
+
+def test_a_second_pass_finds_nothing(world):
+    jobs, videos, mp3s = world
+    reap(jobs, videos, mp3s)
+    mp3s.calls.clear()
+    assert reap(jobs, videos, mp3s) == {"mp3": 0, "video": 0}
+    assert mp3s.calls == []
+
+
+def test_racing_replicas_delete_each_file_and_record_it_once(world):
+    jobs, videos, mp3s = world
+    snapshot = jobs.expired_mp3s(NOW, 10)  # what both replicas read before either of them acted
+    stale = iter([snapshot, snapshot])
+    real = jobs.expired_mp3s
+    jobs.expired_mp3s = lambda now, limit: next(stale, None) or real(now, limit)
+
+    first = reap(jobs, videos, mp3s)
+    second = reap(jobs, videos, mp3s)  # its delete is a no-op and its conditional update matches nothing
+
+    assert (first["mp3"], second["mp3"]) == (1, 0)
+    assert mp3s.calls.count(("delete", MP3_OLD)) == 2
+    assert status(jobs, "a")["status"] == "expired" and set(mp3s.files) == {MP3_NEW}
+
+
+def test_mp3_already_missing_still_expires_the_job(world):
+    jobs, videos, mp3s = world
+    del mp3s.files[MP3_OLD]  # e.g. a pass that died between the delete and the update
+    assert reap(jobs, videos, mp3s)["mp3"] == 1
+    assert status(jobs, "a")["status"] == "expired"
+
+
+def test_job_changed_meanwhile_is_not_counted(world):
+    jobs, videos, mp3s = world
+    real = jobs.mark_expired
+
+    def owner_deleted_it_first(job_id, mp3_fid):
+        jobs.docs.pop(job_id)
+        return real(job_id, mp3_fid)
+    jobs.mark_expired = owner_deleted_it_first
+    assert reap(jobs, videos, mp3s)["mp3"] == 0
+
+
+def test_backlog_is_worked_off_in_batches(jobs, videos, mp3s, monkeypatch):
+    monkeypatch.setattr(reaper, "BATCH", 2)
+    jobs.docs.clear()
+    for i in range(5):
+        fid = f"65a1b2c3d4e5f607182900{i:02d}"
+        jobs.docs[f"{i}".ljust(32, "0")] = job(f"{i}", mp3_fid=fid, expires_at=NOW - timedelta(minutes=i))
+        mp3s.files[fid] = {"data": b"ID3"}
+    assert reap(jobs, videos, mp3s)["mp3"] == 5
+    assert jobs.calls.count("expired_mp3s") == 3 and mp3s.files == {}
+
+
+def test_a_job_that_keeps_matching_cannot_loop_forever(jobs, videos, mp3s, monkeypatch):
+    monkeypatch.setattr(reaper, "BATCH", 1)
+    monkeypatch.setattr(reaper, "MAX_BATCHES", 3)
+    stuck = {"_id": "s" * 32, "mp3_fid": MP3_OLD}
+    jobs.expired_mp3s = lambda now, limit: [stuck]
+    jobs.mark_expired = lambda job_id, fid: False
+    assert reap(jobs, videos, mp3s)["mp3"] == 0
+    assert mp3s.calls.count(("delete", MP3_OLD)) == 3
+
+
+def test_stop_request_ends_the_pass_early(world):
+    jobs, videos, mp3s = world
+    assert reap(jobs, videos, mp3s, stopping=lambda: True) == {"mp3": 0, "video": 0}
+    assert mp3s.calls == [] and videos.calls == []
+
+
+def make_reaper(jobs, videos, mp3s, interval_s=3600.0):
+    return reaper.Reaper(jobs=jobs, videos=videos, mp3s=mp3s, ttl=TTL, interval_s=interval_s, clock=lambda: NOW)
+
+
+def test_run_once_logs_and_counts_errors_instead_of_raising(world, caplog):
+    jobs, videos, mp3s = world
+
+    def down(*a):
+        raise ConnectionError("MongoDB unavailable")
+    jobs.expired_mp3s = down
+    errors = REAPER_ERRORS._value.get()
+
+    assert make_reaper(jobs, videos, mp3s).run_once() is None
+
+    assert REAPER_ERRORS._value.get() == errors + 1
+    assert "retention pass failed" in caplog.text and "MongoDB unavailable" in caplog.text
+
+
+def test_run_once_creates_the_index_once(world):
+    jobs, videos, mp3s = world
+    r = make_reaper(jobs, videos, mp3s)
+    assert r.run_once() == {"mp3": 1, "video": 1}
+    assert r.run_once() == {"mp3": 0, "video": 0}
+    assert jobs.calls.count("ensure_retention_index") == 1
+
+
+def test_thread_runs_passes_survives_errors_and_stops(world):
+    jobs, videos, mp3s = world
+    passes = []
+    real = jobs.expired_mp3s
+
+    def flaky(now, limit):
+        passes.append(now)
+        if len(passes) == 1:
+            raise ConnectionError("MongoDB unavailable")
+        return real(now, limit)
+    jobs.expired_mp3s = flaky
+
+    r = make_reaper(jobs, videos, mp3s, interval_s=0.01).start()
+    deadline = time.monotonic() + 5
+    while status(jobs, "a")["status"] != "expired":
+        assert time.monotonic() < deadline, "the reaper did not recover from the failed pass"
+        time.sleep(0.01)
+    r.stop()
+
+    assert not any(t.name == "reaper" and t.is_alive() for t in threading.enumerate())
+    assert len(passes) >= 2
+
+
+def test_stop_interrupts_the_wait_between_passes(world):
+    jobs, videos, mp3s = world
+    r = make_reaper(jobs, videos, mp3s, interval_s=3600.0).start()
+    deadline = time.monotonic() + 5
+    while status(jobs, "a")["status"] != "expired":  # the first pass runs at start
+        assert time.monotonic() < deadline, "no pass at start"
+        time.sleep(0.01)
+    started = time.monotonic()
+    r.stop()
+    assert time.monotonic() - started < 2.0
+    assert not any(t.name == "reaper" and t.is_alive() for t in threading.enumerate())
