@@ -14,6 +14,7 @@ STATE="${STATE_DIR:-$ROOT/.state}"
 RABBITMQ_PORT="${INFRA_RABBITMQ_PORT:-5672}"
 MARIADB_PORT="${INFRA_MARIADB_PORT:-3306}"
 FERRETDB_PORT="${INFRA_FERRETDB_PORT:-27017}"
+RABBITMQ_NODE="${INFRA_RABBITMQ_NODE:-rabbit@localhost}"
 FERRETDB_VERSION="v1.24.2"
 FERRETDB_BIN="$STATE/bin/ferretdb-$FERRETDB_VERSION"
 RABBIT_BIN=/usr/lib/rabbitmq/bin
@@ -87,7 +88,7 @@ loopback_users.guest = true
 # Same as the cluster (rabbit/configmap.yaml): long conversions and SMTP outages keep a message unacked.
 consumer_timeout = 7200000
 EOF
-    export RABBITMQ_NODENAME="rabbit@localhost" RABBITMQ_MNESIA_BASE="$dir/mnesia" \
+    export RABBITMQ_NODENAME="$RABBITMQ_NODE" RABBITMQ_MNESIA_BASE="$dir/mnesia" \
         RABBITMQ_LOG_BASE="$dir/log" RABBITMQ_PID_FILE="$dir/rabbitmq.pid" \
         RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_CONFIG_FILE="$dir/rabbitmq" \
         RABBITMQ_DIST_PORT="$((RABBITMQ_PORT + 20000))" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
@@ -95,7 +96,7 @@ EOF
     # Run the server scripts directly (not Debian's su wrapper) so the state folder's owner runs it.
     "$RABBIT_BIN/rabbitmq-server" -detached >"$dir/log/startup.log" 2>&1
     wait_for 120 "RabbitMQ pid file" test -s "$dir/rabbitmq.pid"
-    "$RABBIT_BIN/rabbitmqctl" -n rabbit@localhost await_startup --timeout 120 >/dev/null ||
+    "$RABBIT_BIN/rabbitmqctl" -n "$RABBITMQ_NODE" await_startup --timeout 120 >/dev/null ||
         die "RabbitMQ did not start (see $dir/log)"
     wait_for 30 "RabbitMQ port" port_open "$RABBITMQ_PORT"
 }

@@ -16,7 +16,7 @@ from tests.support import ROOT, STATE, body_text, wait_until
 
 pytestmark = pytest.mark.e2e
 
-RABBITMQCTL = ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", "rabbit@localhost"]
+RABBITMQCTL = ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", os.environ.get("INFRA_RABBITMQ_NODE", "rabbit@localhost")]
 
 
 @pytest.fixture(scope="session")
