@@ -14,7 +14,7 @@ from procs import ROOT, SERVICES, Service
 # there the values come from Secrets, and the services refuse to start without them.
 DEV_DEFAULTS = {
     "JWT_SECRET": "dev-only-placeholder-jwt-secret-not-for-production",
-    "MYSQL_PASSWORD": "dev-only-placeholder-mysql-password",
+    "MYSQL_PASSWORD": "dev-only-placeholder-auth-db-password",  # as in mysql/init.sql
     "ADMIN_EMAIL": "admin@example.com",
     "ADMIN_PASSWORD": "dev-only-admin-password",
 }
