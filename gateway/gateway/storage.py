@@ -7,12 +7,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import gridfs
 import pymongo
 from bson import ObjectId
 from bson.errors import InvalidId
-from gridfs.errors import NoFile
+from gridfs.errors import CorruptGridFile, NoFile
+from pymongo.collection import Collection
 from pymongo.database import Database
 
 from .errors import NotFound
@@ -34,7 +36,7 @@ class Mp3:
     filename: str
     length: int
     owner: str | None
-    grid_out: gridfs.GridOut
+    grid_out: "ChunkReader"
 
     def chunks(self, size: int = DOWNLOAD_CHUNK) -> Iterator[bytes]:
         """Yield the file in `size` pieces, closing the GridFS cursor however the response ends."""
@@ -127,6 +129,7 @@ class Storage:
 
     def open_mp3(self, fid: str) -> Mp3:
         try:
+            # Reads only the files document; the chunks come through ChunkReader.
             grid_out = self._mp3s.open_download_stream(ObjectId(fid))
         except (InvalidId, NoFile):
             raise NotFound("no such file") from None
@@ -136,7 +139,7 @@ class Storage:
             filename=grid_out.filename or "audio.mp3",
             length=grid_out.length,
             owner=metadata.get("owner"),
-            grid_out=grid_out,
+            grid_out=ChunkReader(self._db["mp3s.chunks"], grid_out._id, grid_out.length),
         )
 
     def ping(self) -> None:
@@ -166,3 +169,41 @@ def _delete(bucket: gridfs.GridFSBucket, fid: str) -> None:
         log.warning("not deleting a file with a malformed id: %r", fid)
     except NoFile:
         pass  # already gone: deleting is idempotent for our callers (cleanup paths, DELETE /jobs)
+
+
+class ChunkReader:
+    """A GridFS file read chunk by chunk through a cursor with a small batch size.
+
+    pymongo's GridOut asks for all remaining chunks in one getMore; FerretDB answers that with a reply over
+    the 48 MB wire limit for files past ~48 MB (docs/design.md, "Reading GridFS through FerretDB").
+    """
+
+    def __init__(self, chunks: Collection, file_id: Any, length: int) -> None:
+        self._cursor = chunks.find({"files_id": file_id}, sort=[("n", 1)], batch_size=16)
+        self._file_id = file_id
+        self._length = length
+        self._next_n = 0
+        self._seen = 0
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while (size < 0 or len(self._buffer) < size) and self._seen < self._length:
+            chunk = next(self._cursor, None)
+            if chunk is None or chunk["n"] != self._next_n:
+                raise CorruptGridFile(f"chunk {self._next_n} of GridFS file {self._file_id} is missing")
+            data = bytes(chunk["data"])
+            self._next_n += 1
+            self._seen += len(data)
+            self._buffer += data
+        size = len(self._buffer) if size < 0 else size
+        piece, self._buffer = self._buffer[:size], self._buffer[size:]
+        return piece
+
+    def close(self) -> None:
+        self._cursor.close()
+
+    def __enter__(self) -> "ChunkReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

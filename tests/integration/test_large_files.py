@@ -1,0 +1,61 @@
+"""The services' own GridFS readers on files past FerretDB's ~48 MB getMore limit (docs/design.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import gridfs
+import pymongo
+import pytest
+
+pytestmark = pytest.mark.integration
+
+SIZE = 80 * 1024 * 1024 + 4321
+
+
+@pytest.fixture
+def db(mongo_uri):
+    client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000)
+    yield client.get_default_database()
+    client.close()
+
+
+def put(db, bucket: str, tmp_path) -> tuple[object, str]:
+    source = tmp_path / "big.bin"
+    digest = hashlib.sha256()
+    with source.open("wb") as handle:
+        for _ in range(SIZE // (1 << 20)):
+            piece = os.urandom(1 << 20)
+            digest.update(piece)
+            handle.write(piece)
+        tail = os.urandom(SIZE % (1 << 20))
+        digest.update(tail)
+        handle.write(tail)
+    with source.open("rb") as handle:
+        fid = gridfs.GridFSBucket(db, bucket).upload_from_stream("big.mp3", handle, metadata={"owner": "a@example.com"})
+    source.unlink()
+    return fid, digest.hexdigest()
+
+
+def test_converter_downloads_a_large_video(db, tmp_path):
+    from converter.storage import Bucket
+
+    fid, expected = put(db, "videos", tmp_path)
+    dst = tmp_path / "video"
+    assert Bucket(gridfs.GridFSBucket(db, "videos"), db["videos.chunks"]).download_to(str(fid), dst) == SIZE
+    assert hashlib.sha256(dst.read_bytes()).hexdigest() == expected
+
+
+def test_gateway_streams_a_large_mp3(db, tmp_path):
+    from gateway.storage import Storage
+
+    fid, expected = put(db, "mp3s", tmp_path)
+    mp3 = Storage(db).open_mp3(str(fid))
+    assert mp3.length == SIZE
+    digest, total = hashlib.sha256(), 0
+    for piece in mp3.chunks():
+        assert len(piece) <= 256 * 1024
+        digest.update(piece)
+        total += len(piece)
+    assert (total, digest.hexdigest()) == (SIZE, expected)
