@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import statistics
 import time
 
 import jwt
@@ -71,21 +70,9 @@ def test_wrong_password_and_rate_limit_with_retry_after(stack):
     assert int(limited.headers["Retry-After"]) > 0
 
 
-def test_unknown_user_takes_as_long_as_a_wrong_password(stack):
-    """No user enumeration by timing: both paths run one argon2 verification."""
-    admin_token = stack.login(*stack.admin)
-    email, _, _ = stack.create_user(admin_token)
-
-    def median_seconds(user: str) -> float:
-        times = []
-        for i in range(4):  # under the per-user limit; the address limit is higher
-            started = time.perf_counter()
-            requests.post(f"{stack.url}/login", auth=(user, f"wrong-{i}"), timeout=30)
-            times.append(time.perf_counter() - started)
-        return statistics.median(times)
-
-    known, unknown = median_seconds(email), median_seconds("nobody-" + email)
-    assert 0.5 < unknown / known < 2.0, (known, unknown)
+# No user enumeration by timing: an unknown user is verified against a dummy argon2id hash, so both paths
+# cost one verification. Asserted deterministically in auth/tests/test_login.py (a wall-clock comparison
+# here failed under load: timing belongs in benchmarks, not tests).
 
 
 TOKEN_CASES = {
