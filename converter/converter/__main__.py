@@ -22,8 +22,8 @@ def main() -> None:
     db = MongoClient(settings.mongo_uri, tz_aware=True).get_default_database()
     ttl = timedelta(hours=settings.mp3_ttl_hours)
     jobs = Jobs(db["jobs"], mp3_ttl=ttl)
-    videos = Bucket(GridFSBucket(db, "videos"), db["videos.chunks"])
-    mp3s = Bucket(GridFSBucket(db, "mp3s"), db["mp3s.chunks"])
+    videos = Bucket(GridFSBucket(db, "videos"), db["videos.chunks"], db["videos.files"])
+    mp3s = Bucket(GridFSBucket(db, "mp3s"), db["mp3s.chunks"], db["mp3s.files"])
     handle = functools.partial(handler.handle, jobs=jobs, videos=videos, mp3s=mp3s, work_dir=settings.work_dir,
                                max_attempts=settings.max_attempts)
     loop = consumer.Consumer(settings.rabbitmq_url, settings.video_queue, handle,

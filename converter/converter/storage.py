@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
@@ -26,10 +27,13 @@ class MissingFile(Exception):
 class Bucket:
     """One GridFS bucket (`videos` or `mp3s`), addressed by the 24-hex file ids stored on jobs."""
 
-    def __init__(self, bucket: GridFSBucket, chunks: Collection | None = None) -> None:
+    def __init__(self, bucket: GridFSBucket, chunks: Collection | None = None, files: Collection | None = None) -> None:
         self._bucket = bucket
-        # The bucket's `<name>.chunks` collection: reads go through ChunkReader (FerretDB's getMore limit).
+        # The bucket's `<name>.chunks` and `<name>.files` collections: reads go through ChunkReader (FerretDB's
+        # getMore limit), writes through ChunkWriter (pymongo buffers up to 48 MB per upload in memory).
+        # Without them (unit tests' fake bucket) the bucket's own stream methods are used.
         self._chunks = chunks
+        self._files = files
 
     @retry_transient
     def download_to(self, fid: str, dst: Path) -> int:
@@ -54,8 +58,13 @@ class Bucket:
         self._delete(oid)
         try:
             with src.open("rb") as data:
-                # GridFS reads the file object chunk by chunk.
-                self._bucket.upload_from_stream_with_id(oid, filename, data, metadata=metadata)
+                if self._chunks is None or self._files is None:
+                    self._bucket.upload_from_stream_with_id(oid, filename, data, metadata=metadata)
+                else:
+                    writer = ChunkWriter(self._files, self._chunks, oid, filename, metadata)
+                    while piece := data.read(CHUNK_BYTES):
+                        writer.write(piece)
+                    writer.close()
         except Exception:
             # pymongo does not abort a failed upload: remove the chunks it already wrote (best effort; the next
             # attempt deletes them anyway before uploading).
@@ -111,3 +120,42 @@ class ChunkReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ChunkWriter:
+    """Streams one file into a GridFS bucket under a given id, per the GridFS spec so GridFSBucket reads it.
+
+    Each write() inserts its complete 255 KiB chunks at once, so memory holds one write plus one partial
+    chunk (pymongo's GridIn holds up to 48 MB). close() inserts the files document last, making the file
+    visible only when complete; the caller deletes the chunks of a failed upload.
+    """
+
+    def __init__(self, files: Collection, chunks: Collection, file_id: ObjectId, filename: str,
+                 metadata: dict[str, Any], chunk_size: int = 255 * 1024) -> None:
+        self._files, self._chunks, self._id = files, chunks, file_id
+        self._filename, self._metadata, self._chunk_size = filename, metadata, chunk_size
+        self._pending = bytearray()
+        self._n = 0
+        self._length = 0
+
+    def write(self, data: bytes) -> None:
+        self._pending += data
+        full = len(self._pending) - len(self._pending) % self._chunk_size
+        if full:
+            self._chunks.insert_many([self._chunk(bytes(self._pending[i:i + self._chunk_size]))
+                                      for i in range(0, full, self._chunk_size)], ordered=True)
+            del self._pending[:full]
+
+    def close(self) -> None:
+        if self._pending:
+            self._chunks.insert_one(self._chunk(bytes(self._pending)))
+            self._pending.clear()
+        self._files.insert_one({"_id": self._id, "length": self._length, "chunkSize": self._chunk_size,
+                                "uploadDate": datetime.now(UTC), "filename": self._filename,
+                                "metadata": self._metadata})
+
+    def _chunk(self, data: bytes) -> dict[str, Any]:
+        doc = {"files_id": self._id, "n": self._n, "data": data}
+        self._n += 1
+        self._length += len(data)
+        return doc

@@ -59,3 +59,23 @@ def test_gateway_streams_a_large_mp3(db, tmp_path):
         digest.update(piece)
         total += len(piece)
     assert (total, digest.hexdigest()) == (SIZE, expected)
+
+
+def test_converter_uploads_an_mp3_that_gridfs_reads_back_and_a_retry_overwrites(db, tmp_path):
+    from bson import ObjectId
+
+    from converter.storage import Bucket
+
+    bucket = Bucket(gridfs.GridFSBucket(db, "mp3s"), db["mp3s.chunks"], db["mp3s.files"])
+    src = tmp_path / "out.mp3"
+    data = os.urandom(3 * 255 * 1024 + 17)  # partial last chunk
+    src.write_bytes(data)
+    fid = str(ObjectId())
+    bucket.replace(fid, "clip.mp3", src, {"owner": "a@example.com", "job_id": "j1"})
+    bucket.replace(fid, "clip.mp3", src, {"owner": "a@example.com", "job_id": "j1"})  # a retry
+
+    stream = gridfs.GridFSBucket(db, "mp3s").open_download_stream(ObjectId(fid))
+    assert stream.read() == data
+    assert stream.filename == "clip.mp3" and stream.metadata == {"owner": "a@example.com", "job_id": "j1"}
+    assert db["mp3s.files"].count_documents({}) == 1
+    assert db["mp3s.chunks"].count_documents({"files_id": ObjectId(fid)}) == 4
