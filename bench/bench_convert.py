@@ -120,7 +120,7 @@ class Converter:
             self.service.kill()
             self.lab.services.remove(self.service)
             try:
-                self.publisher.channel.queue_purge(self.lab.env["VIDEO_QUEUE"])
+                self.publisher.purge(self.lab.env["VIDEO_QUEUE"])
             except Exception as exc:  # noqa: BLE001 - the original error is the one to report
                 c.log(f"could not purge {self.lab.env['VIDEO_QUEUE']}: {type(exc).__name__}: {exc}")
             self.service = self.lab.start("converter")
@@ -139,7 +139,7 @@ def phases(entries: list[dict[str, Any]], published: float) -> dict[str, float]:
     out = {}
     steps = [("queue_to_start", published, marks.get("start")),
              ("download_and_probe", marks.get("start"), marks.get("probed")),
-             ("ffmpeg_and_store", marks.get("probed"), marks.get("done")),
+             ("ffmpeg_store_delete_video", marks.get("probed"), marks.get("done")),
              ("publish_and_ack", marks.get("done"), marks.get("settled"))]
     for name, a, b in steps:
         if a is not None and b is not None:
@@ -176,25 +176,31 @@ def main() -> int:
                         if approach == "converter" and converter_failed:
                             continue  # it would fail the same way again, after as long a wait
                         c.log(f"{label}: round {r + 1}/{ROUNDS}: {approach}")
-                        with errors.guard(f"{label} {approach}"):
-                            if approach == "ffmpeg":
-                                runs["ffmpeg"].append(bare_ffmpeg(src, out))
-                                runs["ffprobe"].append(bare_ffprobe(src))
-                            elif approach == "moviepy":
-                                runs["moviepy"].append(moviepy(src, out))
-                            elif approach == "floor":
-                                runs["floor"].append(floor(lab.db, src, out))
-                            else:
-                                converter_failed = True
-                                runs["converter"].append(converter.job(src, timeout=900 + info["duration_s"]))
-                                converter_failed = False
+                        measure = {
+                            "ffmpeg": lambda: (bare_ffmpeg(src, out), bare_ffprobe(src)),
+                            "moviepy": lambda: moviepy(src, out),
+                            "floor": lambda: floor(lab.db, src, out),
+                            "converter": lambda: converter.job(src, timeout=900 + info["duration_s"]),
+                        }[approach]
+                        result = errors.run(f"{label} {approach}", measure)
+                        if result is None:
+                            converter_failed |= approach == "converter"
+                        elif approach == "ffmpeg":
+                            runs["ffmpeg"].append(result[0])
+                            runs["ffprobe"].append(result[1])
+                        else:
+                            runs[approach].append(result)
                 rows.append(cpu_row(label, info, runs))
             for label, src in mem_inputs.items():
                 info = c.media_info(src)
                 c.log(f"{label}: converter memory ({info['bytes'] / 1e6:.0f} MB, {info['duration_s']:.0f} s)")
-                with errors.guard(f"{label} converter"):
-                    ff = bare_ffmpeg(src, out)
-                    job = converter.job(src, timeout=900 + info["duration_s"])
+
+                def measure_memory(src: Path = src) -> tuple[dict[str, Any], dict[str, Any]]:
+                    return bare_ffmpeg(src, out), converter.job(src, timeout=900 + info["duration_s"])
+
+                result = errors.run(f"{label} converter", measure_memory)
+                if result is not None:
+                    ff, job = result
                     rows.append({"kind": "memory", "input": label, **info, "converter": job, "ffmpeg": ff,
                                  "cpu_ratio_vs_ffmpeg": round(job["cpu_s"] / ff["cpu_s"], 3)})
         finally:
@@ -213,7 +219,8 @@ def main() -> int:
           f"{fmt(conv(r).get('peak_rss_mb'))} ({fmt(conv(r).get('peak_anon_mb'))})",
           fmt(r.get("ffmpeg_peak_rss_mb") or r.get("ffmpeg", {}).get("peak_rss_mb")),
           fmt(r.get("moviepy_peak_rss_mb"))] for r in rows])
-    c.write_results(NAME, rows, targets, errors, started, {"rounds": ROUNDS, "bitrate": BITRATE})
+    c.write_results(NAME, rows, targets, errors, started, {"rounds": ROUNDS, "bitrate": BITRATE,
+                                                          "retried_after_server_loss": errors.retried})
     return 1 if errors else 0
 
 

@@ -25,28 +25,30 @@ def latency(errors: c.Errors) -> dict[str, Any]:
         lab.start("gateway")
         converter = lab.start("converter")
         token = lab.token()
+
+        def one_upload() -> dict[str, Any]:
+            t_send = time.time()
+            status, body = c.upload(lab.gateway_url, token, src)
+            t_202 = time.time()
+            if status != 202:
+                raise RuntimeError(f"upload answered {status}: {body}")
+            job = c.wait_finished(lab.db, [body["job_id"]], timeout=120)[body["job_id"]]
+            # The next upload starts once this job's handling is over (the video deleted, the message acked).
+            c.wait_settled(converter, body["job_id"])
+            # updated_at is stamped by the converter as it sets `done`: exact, unlike our polling interval.
+            return {"latency_s": round(job["updated_at"].timestamp() - t_202, 3), "upload_s": round(t_202 - t_send, 3),
+                    "phases_s": phases(c.job_log(converter, body["job_id"]), t_202)}
+
         for i in range(UPLOADS + 1):
-            with errors.guard(f"upload {i}"):
-                t_send = time.time()
-                status, body = c.upload(lab.gateway_url, token, src)
-                t_202 = time.time()
-                if status != 202:
-                    raise RuntimeError(f"upload answered {status}: {body}")
-                job = c.wait_finished(lab.db, [body["job_id"]], timeout=120)[body["job_id"]]
-                # The next upload starts once this job's handling is over (the video deleted, the message acked).
-                c.wait_settled(converter, body["job_id"])
-                if i == 0:
-                    continue  # warm-up: first-request imports and connection set-up
-                # updated_at is stamped by the converter as it sets `done`: exact, unlike our polling interval.
-                samples.append({"latency_s": round(job["updated_at"].timestamp() - t_202, 3),
-                                "upload_s": round(t_202 - t_send, 3),
-                                "phases_s": phases(c.job_log(converter, body["job_id"]), t_202)})
+            sample = errors.run(f"upload {i}", one_upload)
+            if sample is not None and i > 0:  # upload 0 warms up: first-request imports and connection set-up
+                samples.append(sample)
     values = [s["latency_s"] for s in samples]
     phase_names = sorted({k for s in samples for k in s["phases_s"]})
     return {"clip": c.media_info(src), "samples": samples,
-            "p50_s": c.median(values) if values else None,
+            "p50_s": round(c.median(values), 3) if values else None,
             "p95_s": c.percentile(values, 95) if values else None,
-            "phase_p50_s": {k: c.median([s["phases_s"][k] for s in samples if k in s["phases_s"]])
+            "phase_p50_s": {k: round(c.median([s["phases_s"][k] for s in samples if k in s["phases_s"]]), 3)
                             for k in phase_names}}
 
 
@@ -88,8 +90,9 @@ def main() -> int:
     lat = latency(errors)
     runs: dict[int, dict[str, Any]] = {}
     for n in (1, 2):
-        with errors.guard(f"throughput with {n} converter(s)"):
-            runs[n] = throughput(n)
+        run = errors.run(f"throughput with {n} converter(s)", lambda n=n: throughput(n))
+        if run is not None:
+            runs[n] = run
     scale = (round(runs[2]["jobs_per_min"] / runs[1]["jobs_per_min"], 3) if 1 in runs and 2 in runs else None)
     targets = [
         c.Target(f"median time from 202 to done ({UPLOADS} sequential 10 s clips)", lat["p50_s"], "<", 0.5, " s",
@@ -105,7 +108,8 @@ def main() -> int:
                       f"FerretDB CPU {r['ferretdb_cpu_s']} s; machine busy {r['machine_busy']:.0%}"]
                      for n, r in runs.items()]])
     rows = [{"kind": "latency", **lat}, *({"kind": "throughput", **r} for r in runs.values())]
-    c.write_results(NAME, rows, targets, errors, started, {"scaling": scale})
+    c.write_results(NAME, rows, targets, errors, started, {"scaling": scale,
+                                                          "retried_after_server_loss": errors.retried})
     return 1 if errors else 0
 
 

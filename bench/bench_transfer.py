@@ -100,39 +100,48 @@ def main() -> int:
         worker = psutil.Process(gateway.proc.pid).children()[0]
 
         c.log("warm-up: one small upload and download (imports, pools and buffers settle first)")
-        with errors.guard("warm-up"):
+
+        def warm_up() -> None:
             status, body = c.upload(lab.gateway_url, token, small)
-            assert status == 202, body
-            warm = bare_upload(lab.db, small, owner, "mp3s")["value"]
-            c.download(lab.gateway_url, token, warm)
+            if status != 202:
+                raise RuntimeError(f"upload answered {status}: {body}")
+            c.download(lab.gateway_url, token, bare_upload(lab.db, small, owner, "mp3s")["value"])
+
+        errors.run("warm-up", warm_up)
+
+        def upload(kind: str, keep: bool) -> dict[str, Any]:
+            # Each upload starts from an empty bucket (a retry, too); `mp3s` keeps the file the downloads serve.
+            bucket = "videos" if kind == "gateway" else "mp3s" if keep else "scratch"
+            drop_bucket(lab.db, bucket)
+            return gateway_upload(lab, token, src, worker) if kind == "gateway" else bare_upload(lab.db, src, owner,
+                                                                                                   bucket)
 
         download_fid = None
         for r in range(ROUNDS):
             # ABBA order: a drift of the shared machine over time hits both sides alike.
             for kind in (("bare", "gateway") if r % 2 == 0 else ("gateway", "bare")):
                 c.log(f"round {r + 1}/{ROUNDS}: {kind} upload of {size / 1e6:.0f} MB")
-                with errors.guard(f"{kind} upload"):
-                    if kind == "bare" and download_fid is None:
-                        # Stored in `mp3s` with the owner, so the downloads can serve this very file.
-                        run = bare_upload(lab.db, src, owner, "mp3s")
-                        download_fid = run["value"]
-                    elif kind == "bare":
-                        run = bare_upload(lab.db, src, owner, "scratch")
-                        drop_bucket(lab.db, "scratch")
-                    else:
-                        run = gateway_upload(lab, token, src, worker)
-                        drop_bucket(lab.db, "videos")  # every round starts from the same empty bucket
+                keep = kind == "bare" and download_fid is None
+                run = errors.run(f"{kind} upload", lambda kind=kind, keep=keep: upload(kind, keep))
+                if run is not None:
                     runs[f"{kind} upload"].append(run)
+                    if keep:
+                        download_fid = run["value"]
+
+        def download(kind: str) -> dict[str, Any]:
+            if download_fid is None:
+                raise RuntimeError("no file to download: the bare upload failed")
+            run = (bare_download(lab.db, download_fid) if kind == "bare"
+                   else gateway_download(lab, token, download_fid, worker))
+            if run["value"] != size:
+                raise RuntimeError(f"read {run['value']} bytes of {size}")
+            return run
+
         for r in range(ROUNDS):
             for kind in (("bare", "gateway") if r % 2 == 0 else ("gateway", "bare")):
                 c.log(f"round {r + 1}/{ROUNDS}: {kind} download of {size / 1e6:.0f} MB")
-                with errors.guard(f"{kind} download"):
-                    if download_fid is None:
-                        raise RuntimeError("no file to download: the bare upload failed")
-                    run = (bare_download(lab.db, download_fid) if kind == "bare"
-                           else gateway_download(lab, token, download_fid, worker))
-                    if run["value"] != size:
-                        raise RuntimeError(f"read {run['value']} bytes of {size}")
+                run = errors.run(f"{kind} download", lambda kind=kind: download(kind))
+                if run is not None:
                     runs[f"{kind} download"].append(run)
 
     rows = []
@@ -165,7 +174,8 @@ def main() -> int:
                     " ".join(str(i.get("gateway_cpu_s", "-")) for i in r["runs"]) or "-",
                     " ".join(str(i["ferretdb_cpu_s"]) for i in r["runs"]) or "-",
                     "-" if r["worker_rss_growth_mb"] is None else r["worker_rss_growth_mb"]] for r in rows])
-    c.write_results(NAME, rows, targets, errors, started, {"rounds": ROUNDS, "file": c.media_info(src)})
+    c.write_results(NAME, rows, targets, errors, started, {"rounds": ROUNDS, "file": c.media_info(src),
+                                                          "retried_after_server_loss": errors.retried})
     return 1 if errors else 0
 
 

@@ -39,6 +39,7 @@ WORK = Path(os.environ.get("BENCH_WORK", ROOT / "bench" / ".work"))
 RESULTS = Path(os.environ.get("BENCH_RESULTS", ROOT / "bench" / "results"))
 MIB = 1024 * 1024
 MONGO_URI = f"mongodb://127.0.0.1:{FERRETDB_PORT}"
+# dev-only placeholder credentials: RabbitMQ's default guest account, which `make infra` allows on loopback only.
 RABBITMQ_URL = f"amqp://guest:guest@127.0.0.1:{RABBITMQ_PORT}/%2F"
 SAMPLE_S = 0.02
 
@@ -388,32 +389,54 @@ def delete_queues(*names: str) -> None:
 
 
 class Publisher:
-    """Publishes `video` messages exactly as the gateway does (persistent, confirmed, mandatory)."""
+    """Publishes `video` messages exactly as the gateway does (persistent, confirmed, mandatory); reconnects."""
 
     def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.connection: Any = None
+        self._connect()
+
+    def _connect(self) -> None:
         import pika
 
-        self._pika = pika
-        self.queue = queue
+        self.close()
         params = pika.URLParameters(RABBITMQ_URL)
         # No heartbeats: this thread spends minutes in ffmpeg and moviepy runs without servicing the connection,
         # and the broker would close it for missed heartbeats (the converter's own connection is not affected).
         params.heartbeat = 0
         self.connection = pika.BlockingConnection(params)
         self.channel = self.connection.channel()
-        declare(self.channel, queue)
+        declare(self.channel, self.queue)
         self.channel.confirm_delivery()
 
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        import pika.exceptions
+
+        try:
+            if not self.connection.is_open or not self.channel.is_open:
+                self._connect()
+            return fn()
+        except pika.exceptions.AMQPError:
+            self._connect()  # the broker dropped us (restart, connection reset): once more on a new connection
+            return fn()
+
     def publish(self, message: dict[str, Any]) -> None:
-        self.channel.basic_publish("", self.queue, json.dumps(message).encode(), mandatory=True,
-                                   properties=self._pika.BasicProperties(delivery_mode=2, content_type="application/json"))
+        import pika
+
+        self._call(lambda: self.channel.basic_publish(
+            "", self.queue, json.dumps(message).encode(), mandatory=True,
+            properties=pika.BasicProperties(delivery_mode=2, content_type="application/json")))
 
     def depth(self, queue: str) -> int:
-        return self.channel.queue_declare(queue, passive=True).method.message_count
+        return self._call(lambda: self.channel.queue_declare(queue, passive=True).method.message_count)
+
+    def purge(self, queue: str) -> None:
+        self._call(lambda: self.channel.queue_purge(queue))
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.connection.close()
+        if self.connection is not None:
+            with contextlib.suppress(Exception):
+                self.connection.close()
 
 
 def stage_video(db: Any, path: Path, owner: str = "bench@example.com") -> dict[str, str]:
@@ -602,14 +625,62 @@ def write_results(name: str, rows: list[dict[str, Any]], targets: list[Target], 
     return path
 
 
+def infra_trouble(exc: BaseException) -> bool:
+    """The shared servers went away (restarted by someone's test, say), rather than the code under test failing."""
+    import pika.exceptions
+    import pymongo.errors
+
+    if isinstance(exc, (pymongo.errors.ConnectionFailure, pika.exceptions.AMQPError, ConnectionError)):
+        return True
+    # The converter's own log says so when it lost a server in the middle of the measured job.
+    text = str(exc)
+    return "unavailable" in text or "connection lost" in text.lower()
+
+
+def wait_for_servers(timeout: float = 180) -> None:
+    """Waits until RabbitMQ, MariaDB and FerretDB accept connections and FerretDB answers a ping."""
+    import pymongo
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(port_open(p) for p in (RABBITMQ_PORT, MARIADB_PORT, FERRETDB_PORT)):
+            with contextlib.suppress(Exception):
+                client = pymongo.MongoClient(MONGO_URI, serverSelectionTimeoutMS=2000)
+                try:
+                    client.admin.command("ping")
+                    return
+                finally:
+                    client.close()
+        time.sleep(1)
+    raise TimeoutError(f"the servers were not back after {timeout:.0f} s")
+
+
 class Errors(list):
     """Collects a failed measurement's error instead of aborting the others; the run exits non-zero at the end."""
 
-    @contextlib.contextmanager
-    def guard(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except Exception as exc:  # noqa: BLE001 - recorded and reported; the other measurements still run
-            message = f"{what}: {type(exc).__name__}: {str(exc)[:600]}"
-            log(f"ERROR {message}")
-            self.append(message)
+    def __init__(self) -> None:
+        super().__init__()
+        self.retried: list[str] = []
+
+    def run(self, what: str, fn: Callable[[], Any], *, on_retry: Callable[[], None] | None = None) -> Any:
+        """fn()'s value, or None with the error recorded. A measurement cut short because a shared server went
+        away is made once more when the servers are back (and the retry is recorded): it measured nothing."""
+        for attempt in (1, 2):
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - recorded and reported; the other measurements still run
+                message = f"{what}: {type(exc).__name__}: {str(exc)[:600]}"
+                if attempt == 1 and infra_trouble(exc):
+                    log(f"{message}; waiting for the servers, then measuring again")
+                    self.retried.append(message)
+                    try:
+                        wait_for_servers()
+                        if on_retry:
+                            on_retry()
+                        continue
+                    except Exception as again:  # noqa: BLE001
+                        message += f" (and then {type(again).__name__}: {again})"
+                log(f"ERROR {message}")
+                self.append(message)
+                return None
+        return None

@@ -33,6 +33,8 @@ NAME = "profile"
 BESIDE_MB = 8 if c.SMOKE else 200  # other files in the bucket while a small one is read and deleted
 BATCH_MB = 4 if c.SMOKE else 64  # written per chunks-per-insert setting
 SPY_MB = 4 if c.SMOKE else 256  # uploaded through the gateway while py-spy samples its worker
+READ_MB = 4 if c.SMOKE else 512  # read back by the converter's reader and by a plain chunk loop
+MP3_MB = 1 if c.SMOKE else 31  # a 192 kbit/s MP3 of a 22-minute video (the 1 GiB test video's length)
 CHUNK = 255 * 1024  # GridFS's default chunk size, which the gateway and the converter both use
 
 
@@ -62,10 +64,52 @@ def timed(steps: list[dict[str, Any]], name: str, fn: Callable[[], Any], profile
     return result
 
 
+def buckets(db: Any) -> tuple[Bucket, Bucket]:
+    """The converter's two buckets, wired as converter/__main__.py wires them (chunk reads through a cursor)."""
+    return (Bucket(GridFSBucket(db, "videos"), db["videos.chunks"]),
+            Bucket(GridFSBucket(db, "mp3s"), db["mp3s.chunks"]))
+
+
+def transfer_memory(db: Any, src: Path, work: Path) -> list[dict[str, Any]]:
+    """This process's CPU and peak RSS growth (sampled) for: the converter's download (Bucket.download_to) against
+    a plain loop writing each chunk as it comes, and the converter's MP3 store (Bucket.replace) of an MP3 as large
+    as a 20-minute video gives (192 kbit/s)."""
+    videos, mp3s = buckets(db)
+    fid = c.stage_video(db, src)["video_fid"]
+    mp3 = work / "mp3"
+    with mp3.open("wb") as out:
+        for _ in range(MP3_MB):
+            out.write(os.urandom(c.MIB))
+    me = psutil.Process()
+
+    def plain() -> None:
+        with (work / "plain").open("wb") as out:
+            for chunk in db["videos.chunks"].find({"files_id": ObjectId(fid)}, sort=[("n", 1)], batch_size=16):
+                out.write(chunk["data"])
+
+    out = []
+    for name, size, fn in (
+            ("download: converter Bucket.download_to", src.stat().st_size, lambda: videos.download_to(fid, work / "v")),
+            ("download: plain chunk loop", src.stat().st_size, plain),
+            ("store MP3: converter Bucket.replace", MP3_MB * c.MIB,
+             lambda: mp3s.replace(str(ObjectId()), "a.mp3", mp3, {"owner": "bench"}))):
+        base = c.rss_mb(me)
+        # thread_time: this thread's CPU only, not the memory sampler's.
+        cpu0, t0 = time.thread_time(), time.perf_counter()
+        with c.TreeMemory(me) as memory:
+            fn()
+        cpu1, wall = time.thread_time(), time.perf_counter() - t0
+        out.append({"step": name, "bytes": size, "cpu_s": round(cpu1 - cpu0, 2), "wall_s": round(wall, 1),
+                    "rss_growth_mb": round(memory.result()["peak_rss_mb"] - base, 1)})
+        for leftover in ("v", "plain"):
+            (work / leftover).unlink(missing_ok=True)
+    return out
+
+
 def job_steps(db: Any, src: Path, work: Path) -> list[dict[str, Any]]:
     """What converter/handler.py does for one job, step by step, with the converter's own code."""
     steps: list[dict[str, Any]] = []
-    videos, mp3s = Bucket(GridFSBucket(db, "videos")), Bucket(GridFSBucket(db, "mp3s"))
+    videos, mp3s = buckets(db)
     jobs = Jobs(db["jobs"])
     message = c.stage_video(db, src)
     job_id, fid = message["job_id"], message["video_fid"]
@@ -83,6 +127,8 @@ def job_steps(db: Any, src: Path, work: Path) -> list[dict[str, Any]]:
 
 def scan_evidence(db: Any, beside: Path) -> dict[str, Any]:
     """FerretDB reads GridFS chunks by scanning the whole bucket: a small file's read cost grows with its neighbours."""
+    db["scan.files"].drop()  # a retry starts from an empty bucket
+    db["scan.chunks"].drop()
     bucket = GridFSBucket(db, "scan")
     small = bucket.upload_from_stream("small", io.BytesIO(b"\0" * 300_000))
 
@@ -189,19 +235,31 @@ def main() -> int:
     with c.lab("bprof") as lab:
         for label, src in inputs.items():
             work = Path(tempfile.mkdtemp(dir=lab.workdir))
-            with errors.guard(f"{label} steps"):
-                c.log(f"{label}: the converter's steps one by one")
-                rows.append({"kind": "steps", "input": label, **c.media_info(src), "steps": job_steps(lab.db, src, work)})
+            c.log(f"{label}: the converter's steps one by one")
+            steps = errors.run(f"{label} steps", lambda src=src, work=work: job_steps(lab.db, src, work))
+            if steps is not None:
+                rows.append({"kind": "steps", "input": label, **c.media_info(src), "steps": steps})
             shutil.rmtree(work, ignore_errors=True)
-        with errors.guard("FerretDB scan evidence"):
-            c.log(f"FerretDB: a 300 kB file read alone and beside {BESIDE_MB} MiB")
-            rows.append({"kind": "ferretdb_scan", **scan_evidence(lab.db, beside)})
-        with errors.guard("insert batching"):
-            c.log(f"FerretDB: {BATCH_MB} MiB of GridFS chunks, 1..192 chunks per insert_many")
-            rows.append({"kind": "insert_batching", "runs": insert_batching(lab.db)})
-    with errors.guard("gateway upload profile"):
-        c.log(f"gateway: py-spy on the worker during a {SPY_MB} MiB upload")
-        rows.append({"kind": "gateway_upload_profile", **gateway_upload_profile()})
+        c.log(f"memory: reading {READ_MB} MiB to disk two ways; storing a {MP3_MB} MiB MP3")
+        read_src = c.looped(c.clip(3 if c.SMOKE else 60), max_bytes=READ_MB * c.MIB)
+        work = Path(tempfile.mkdtemp(dir=lab.workdir))
+        moves = errors.run("transfer memory", lambda: transfer_memory(lab.db, read_src, work))
+        if moves is not None:
+            rows.append({"kind": "transfer_memory", "runs": moves})
+        lab.db["videos.files"].drop()  # what read_memory staged; dropped, as FerretDB deletes by scanning
+        lab.db["videos.chunks"].drop()
+        c.log(f"FerretDB: a 300 kB file read alone and beside {BESIDE_MB} MiB")
+        scan = errors.run("FerretDB scan evidence", lambda: scan_evidence(lab.db, beside))
+        if scan is not None:
+            rows.append({"kind": "ferretdb_scan", **scan})
+        c.log(f"FerretDB: {BATCH_MB} MiB of GridFS chunks, 1..192 chunks per insert_many")
+        batching = errors.run("insert batching", lambda: insert_batching(lab.db))
+        if batching is not None:
+            rows.append({"kind": "insert_batching", "runs": batching})
+    c.log(f"gateway: py-spy on the worker during a {SPY_MB} MiB upload")
+    spy = errors.run("gateway upload profile", gateway_upload_profile)
+    if spy is not None:
+        rows.append({"kind": "gateway_upload_profile", **spy})
     for row in rows:
         if row["kind"] == "steps":
             print(f"\n{row['input']} ({row['bytes'] / 1e6:.1f} MB)")
@@ -211,6 +269,11 @@ def main() -> int:
             print(f"\nFerretDB: 300 kB read alone {row['read_small_alone_s']} s; beside "
                   f"{row['beside_bytes'] / 1e6:.0f} MB: read {row['read_small_with_beside_s']} s, delete "
                   f"{row['delete_small_with_beside_s']} s; plan {row['plan']}, filterPushdown {row['filter_pushdown']}")
+        elif row["kind"] == "transfer_memory":
+            print()
+            c.print_table(["step", "MB", "CPU s", "wall s", "RSS growth MiB"],
+                          [[r["step"], f"{r['bytes'] / 1e6:.0f}", r["cpu_s"], r["wall_s"], r["rss_growth_mb"]]
+                           for r in row["runs"]])
         elif row["kind"] == "insert_batching":
             print()
             c.print_table(["GridFS chunks per insert_many", "MB/s", "FerretDB CPU s per GB"],

@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
             value = "-" if t["value"] is None else f"{t['value']:g}{t['unit']}"
             rows.append([name, t["name"], value, f"{t['op']} {t['limit']:g}{t['unit']}", c.verdict(t["met"])])
         for error in doc["errors"]:
-            rows.append([name, f"error: {error[:150]}", "-", "-", "ERROR"])
+            rows.append([name, f"error: {error[:110]}", "-", "-", "ERROR"])
 
     print()
     c.print_table(["benchmark", "target", "value", "limit", "verdict"], rows)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 # The bench tools are installed by `make bench` (bench/requirements.txt), not by the dev requirements.
 pytest.importorskip("psutil", reason="bench/requirements.txt is not installed (make bench installs it)")
 pytest.importorskip("moviepy", reason="bench/requirements.txt is not installed (make bench installs it)")
+if not (shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").exists()):
+    pytest.skip("py-spy from bench/requirements.txt is not installed", allow_module_level=True)
 
 BENCHMARKS = ("convert", "transfer", "e2e", "profile")
 
