@@ -45,7 +45,7 @@ def main() -> int:
     for name in ("PORT", "METRICS_PORT"):
         env.pop(name, None)
 
-    children: list[Service | subprocess.Popen[bytes]] = []
+    children: list[Service] = []
     sink = None
     if not os.environ.get("SMTP_HOST"):
         env["SMTP_HOST"], env["SMTP_PORT"] = "127.0.0.1", env.get("SMTP_PORT", "1025")
@@ -77,7 +77,7 @@ def main() -> int:
         )
         while not stopping:
             for service in children:
-                if isinstance(service, Service) and service.proc and service.proc.poll() is not None:
+                if service.proc and service.proc.poll() is not None:
                     print(f"[run] {service.name} exited with {service.proc.returncode}; stopping the rest", flush=True)
                     return 1
             time.sleep(0.5)
@@ -88,8 +88,7 @@ def main() -> int:
     finally:
         print("[run] stopping", flush=True)
         for service in reversed(children):
-            if isinstance(service, Service):
-                service.stop()
+            service.stop()
         if sink is not None:
             sink.terminate()
             sink.wait(10)

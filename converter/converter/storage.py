@@ -18,6 +18,8 @@ from .jobs import retry_transient
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
+# GridFS's default chunk size (255 KiB), the same GridFSBucket and the gateway use.
+CHUNK_SIZE = 255 * 1024
 
 
 class MissingFile(Exception):
@@ -61,7 +63,7 @@ class Bucket:
                 if self._chunks is None or self._files is None:
                     self._bucket.upload_from_stream_with_id(oid, filename, data, metadata=metadata)
                 else:
-                    writer = ChunkWriter(self._files, self._chunks, oid, filename, metadata)
+                    writer = ChunkWriter(self._files, self._chunks, filename, metadata, file_id=oid)
                     while piece := data.read(CHUNK_BYTES):
                         writer.write(piece)
                     writer.close()
@@ -123,17 +125,22 @@ class ChunkReader:
 
 
 class ChunkWriter:
-    """Streams one file into a GridFS bucket under a given id, per the GridFS spec so GridFSBucket reads it.
+    """Streams one file into a GridFS bucket, stored per the GridFS spec so GridFSBucket reads it.
 
-    Each write() inserts its complete 255 KiB chunks at once, so memory holds one write plus one partial
-    chunk (pymongo's GridIn holds up to 48 MB). close() inserts the files document last, making the file
-    visible only when complete; the caller deletes the chunks of a failed upload.
+    pymongo's own GridIn batches up to 48 MB of chunks in memory before inserting them; with many
+    parallel uploads that is a pod OOM. This writer inserts the complete chunks of every write()
+    at once, so it holds at most one write plus one partial chunk. The files document is inserted
+    by close(), making the file visible only when complete; abort() deletes what was written.
     """
 
-    def __init__(self, files: Collection, chunks: Collection, file_id: ObjectId, filename: str,
-                 metadata: dict[str, Any], chunk_size: int = 255 * 1024) -> None:
-        self._files, self._chunks, self._id = files, chunks, file_id
-        self._filename, self._metadata, self._chunk_size = filename, metadata, chunk_size
+    def __init__(self, files: Collection, chunks: Collection, filename: str, metadata: dict,
+                 chunk_size: int = CHUNK_SIZE, file_id: ObjectId | None = None) -> None:
+        self._id = file_id or ObjectId()
+        self._files = files
+        self._chunks = chunks
+        self._filename = filename
+        self._metadata = metadata
+        self._chunk_size = chunk_size
         self._pending = bytearray()
         self._n = 0
         self._length = 0
@@ -142,19 +149,33 @@ class ChunkWriter:
         self._pending += data
         full = len(self._pending) - len(self._pending) % self._chunk_size
         if full:
-            self._chunks.insert_many([self._chunk(bytes(self._pending[i:i + self._chunk_size]))
-                                      for i in range(0, full, self._chunk_size)], ordered=True)
+            view = memoryview(self._pending)
+            docs = [self._chunk(bytes(view[i : i + self._chunk_size])) for i in range(0, full, self._chunk_size)]
+            view.release()
+            self._chunks.insert_many(docs, ordered=True)
             del self._pending[:full]
 
     def close(self) -> None:
         if self._pending:
             self._chunks.insert_one(self._chunk(bytes(self._pending)))
             self._pending.clear()
-        self._files.insert_one({"_id": self._id, "length": self._length, "chunkSize": self._chunk_size,
-                                "uploadDate": datetime.now(UTC), "filename": self._filename,
-                                "metadata": self._metadata})
+        self._files.insert_one(
+            {
+                "_id": self._id,
+                "length": self._length,
+                "chunkSize": self._chunk_size,
+                "uploadDate": datetime.now(UTC),
+                "filename": self._filename,
+                "metadata": self._metadata,
+            }
+        )
 
-    def _chunk(self, data: bytes) -> dict[str, Any]:
+    def abort(self) -> None:
+        self._pending.clear()
+        self._chunks.delete_many({"files_id": self._id})
+        self._files.delete_one({"_id": self._id})
+
+    def _chunk(self, data: bytes) -> dict:
         doc = {"files_id": self._id, "n": self._n, "data": data}
         self._n += 1
         self._length += len(data)

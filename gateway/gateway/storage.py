@@ -50,7 +50,7 @@ class Mp3:
         self.grid_out.close()
 
 
-class VideoUpload:
+class ChunkWriter:
     """Streams one file into a GridFS bucket, stored per the GridFS spec so GridFSBucket reads it.
 
     pymongo's own GridIn batches up to 48 MB of chunks in memory before inserting them; with many
@@ -59,8 +59,9 @@ class VideoUpload:
     by close(), making the file visible only when complete; abort() deletes what was written.
     """
 
-    def __init__(self, files, chunks, filename: str, metadata: dict, chunk_size: int = CHUNK_SIZE) -> None:
-        self._id = ObjectId()
+    def __init__(self, files: Collection, chunks: Collection, filename: str, metadata: dict,
+                 chunk_size: int = CHUNK_SIZE, file_id: ObjectId | None = None) -> None:
+        self._id = file_id or ObjectId()
         self._files = files
         self._chunks = chunks
         self._filename = filename
@@ -115,11 +116,11 @@ class Storage:
         self._indexes_ready = False
         self._indexes_lock = threading.Lock()
 
-    def open_video_upload(self, filename: str, metadata: dict) -> VideoUpload:
+    def open_video_upload(self, filename: str, metadata: dict) -> ChunkWriter:
         """A streaming writer: write() stores complete 255 KiB chunks as they fill,
         close() commits the file, abort() deletes every chunk written so far."""
         self._ensure_video_indexes()
-        return VideoUpload(self._db["videos.files"], self._db["videos.chunks"], filename, metadata)
+        return ChunkWriter(self._db["videos.files"], self._db["videos.chunks"], filename, metadata)
 
     def delete_video(self, fid: str) -> None:
         _delete(self._videos, fid)

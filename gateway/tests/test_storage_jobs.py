@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from gateway.jobs import Jobs, job_view, new_job
-from gateway.storage import CHUNK_SIZE, Mp3, VideoUpload
+from gateway.storage import CHUNK_SIZE, Mp3, ChunkWriter
 
 
 class FakeCollection:
@@ -45,7 +45,7 @@ def bucket():
 def test_video_upload_writes_gridfs_spec_documents(bucket):
     files, chunks = bucket
     data = bytes(range(256)) * 3200  # 819,200 bytes = 3 chunks of 255 KiB + a remainder
-    upload = VideoUpload(files, chunks, "clip.mp4", {"owner": "a@example.com", "job_id": "j", "content_type": "video/mp4"})
+    upload = ChunkWriter(files, chunks, "clip.mp4", {"owner": "a@example.com", "job_id": "j", "content_type": "video/mp4"})
     for i in range(0, len(data), 100_000):
         upload.write(data[i : i + 100_000])
     assert files.docs == []  # invisible until complete
@@ -66,7 +66,7 @@ def test_video_upload_writes_gridfs_spec_documents(bucket):
 
 def test_video_upload_buffers_at_most_one_write_plus_a_partial_chunk(bucket):
     files, chunks = bucket
-    upload = VideoUpload(files, chunks, "clip.mp4", {})
+    upload = ChunkWriter(files, chunks, "clip.mp4", {})
     for _ in range(40):  # 40 MiB through 1 MiB writes
         upload.write(b"\x00" * (1024 * 1024))
         assert len(upload._pending) < CHUNK_SIZE
@@ -75,9 +75,9 @@ def test_video_upload_buffers_at_most_one_write_plus_a_partial_chunk(bucket):
 
 def test_video_upload_abort_deletes_every_chunk(bucket):
     files, chunks = bucket
-    other = VideoUpload(files, chunks, "other.mp4", {})
+    other = ChunkWriter(files, chunks, "other.mp4", {})
     other.write(b"y" * (CHUNK_SIZE + 1))
-    upload = VideoUpload(files, chunks, "clip.mp4", {})
+    upload = ChunkWriter(files, chunks, "clip.mp4", {})
     upload.write(b"x" * (3 * CHUNK_SIZE + 5))
     upload.abort()
 
