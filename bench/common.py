@@ -441,12 +441,18 @@ class Publisher:
 
 def stage_video(db: Any, path: Path, owner: str = "bench@example.com") -> dict[str, str]:
     """Puts a video in GridFS and its `queued` job in `jobs` as the gateway would; returns the `video` message."""
-    from gridfs import GridFSBucket
+    if str(ROOT / "converter") not in sys.path:
+        sys.path.insert(0, str(ROOT / "converter"))
+    from converter.gridchunks import ChunkWriter  # the gateway's writer (the two copies are identical)
 
     job_id = secrets.token_hex(16)
+    writer = ChunkWriter(db["videos.files"], db["videos.chunks"], path.name,
+                         {"owner": owner, "job_id": job_id, "content_type": "video/mp4"})
     with path.open("rb") as data:
-        fid = GridFSBucket(db, "videos").upload_from_stream(
-            path.name, data, metadata={"owner": owner, "job_id": job_id, "content_type": "video/mp4"})
+        while piece := data.read(MIB):
+            writer.write(piece)
+    writer.close()
+    fid = writer._id
     now = datetime.now(timezone.utc)
     db["jobs"].insert_one({"_id": job_id, "owner": owner, "status": "queued", "filename": path.name,
                            "video_fid": str(fid), "mp3_fid": None, "error": None, "attempts": 0,

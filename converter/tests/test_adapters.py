@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -15,6 +16,12 @@ from converter import jobs as jobs_module
 from converter import storage
 
 FID = "65a1b2c3d4e5f60718293a4b"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_gridfs_module_is_identical_in_gateway_and_converter():
+    ours, theirs = REPO / "converter" / "converter" / "gridchunks.py", REPO / "gateway" / "gateway" / "gridchunks.py"
+    assert ours.read_bytes() == theirs.read_bytes(), "gridchunks.py drifted: diff the two copies"
 
 
 class FakeGridOut(io.BytesIO):

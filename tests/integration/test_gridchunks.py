@@ -1,0 +1,116 @@
+"""The services' GridFS module (gridchunks.py, identical in gateway and converter) on a real FerretDB."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import gridfs
+import pymongo
+import pytest
+from bson import ObjectId
+from gridfs.errors import CorruptGridFile
+
+from gateway.gridchunks import DELETE_BATCH, ChunkReader, ChunkWriter, chunk_id, delete_file
+
+pytestmark = pytest.mark.integration
+
+SMALL_CHUNK = 1024  # many chunks from little data: more than one delete batch
+
+
+@pytest.fixture
+def db(mongo_uri):
+    client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000)
+    yield client.get_default_database()
+    client.close()
+
+
+def write(db, data: bytes, *, chunk_size: int = 255 * 1024, close: bool = True, piece: int = 100_000) -> ObjectId:
+    writer = ChunkWriter(db["b.files"], db["b.chunks"], "clip.mp4", {"owner": "a@example.com"}, chunk_size)
+    for i in range(0, len(data), piece):
+        writer.write(data[i : i + piece])
+    if close:
+        writer.close()
+    return writer._id
+
+
+def read_all(db, fid: ObjectId, length: int, size: int = 300_000) -> bytes:
+    out = bytearray()
+    with ChunkReader(db["b.chunks"], fid, length) as reader:
+        while piece := reader.read(size):
+            assert len(piece) <= size
+            out += piece
+    return bytes(out)
+
+
+def counts(db, fid: ObjectId) -> tuple[int, int]:
+    return db["b.files"].count_documents({"_id": fid}), db["b.chunks"].count_documents({"files_id": fid})
+
+
+def test_written_file_is_plain_gridfs_with_keyed_chunk_ids(db):
+    data = os.urandom(3 * 255 * 1024 + 17)
+    fid = write(db, data)
+
+    assert read_all(db, fid, len(data)) == data
+    # Any GridFS client reads it: only the chunks' _id values are ours.
+    assert gridfs.GridFSBucket(db, "b").open_download_stream(fid).read() == data
+    ids = [c["_id"] for c in db["b.chunks"].find({"files_id": fid}, sort=[("n", 1)])]
+    assert ids == [chunk_id(fid, n) for n in range(4)] == [f"{fid}.{n}" for n in range(4)]
+
+
+def test_ferretdb_answers_chunk_reads_from_its_index(db):
+    """Why the ids are keyed: FerretDB pushes an _id filter down to SQLite, a files_id filter it does not."""
+    fid = write(db, os.urandom(1000))
+    by_id = db.command("explain", {"find": "b.chunks", "filter": {"_id": chunk_id(fid, 0)}})
+    by_files_id = db.command("explain", {"find": "b.chunks", "filter": {"files_id": fid}, "sort": {"n": 1}})
+    assert by_id["filterPushdown"] is True
+    assert by_files_id["filterPushdown"] is False  # if this starts passing, files_id queries became cheap too
+
+
+def test_delete_removes_every_chunk_and_only_that_file(db):
+    other = write(db, os.urandom(5000), chunk_size=SMALL_CHUNK)
+    fid = write(db, os.urandom((2 * DELETE_BATCH + 3) * SMALL_CHUNK + 5), chunk_size=SMALL_CHUNK)
+    assert counts(db, fid) == (1, 2 * DELETE_BATCH + 4)
+
+    delete_file(db["b.files"], db["b.chunks"], fid)
+
+    assert counts(db, fid) == (0, 0)
+    assert counts(db, other) == (1, 5)
+    delete_file(db["b.files"], db["b.chunks"], fid)  # again: nothing there, no error
+
+
+@pytest.mark.parametrize("chunks", [DELETE_BATCH - 1, DELETE_BATCH, DELETE_BATCH + 1])
+def test_delete_without_files_document_removes_an_interrupted_uploads_chunks(db, chunks):
+    fid = write(db, os.urandom(chunks * SMALL_CHUNK), chunk_size=SMALL_CHUNK, close=False)
+    assert counts(db, fid) == (0, chunks)
+
+    delete_file(db["b.files"], db["b.chunks"], fid)
+
+    assert counts(db, fid) == (0, 0)
+
+
+def test_abort_deletes_what_was_written(db):
+    writer = ChunkWriter(db["b.files"], db["b.chunks"], "clip.mp4", {}, SMALL_CHUNK)
+    writer.write(os.urandom(10 * SMALL_CHUNK + 3))
+    writer.abort()
+    assert counts(db, writer._id) == (0, 0)
+
+
+def test_files_from_other_gridfs_clients_are_read_and_deleted(db):
+    """Random chunk ids (pymongo's GridFSBucket, mongofiles): found through files_id instead."""
+    data = os.urandom(2 * 255 * 1024 + 9)
+    fid = gridfs.GridFSBucket(db, "b").upload_from_stream("legacy.mp4", io.BytesIO(data))
+    assert all(isinstance(c["_id"], ObjectId) for c in db["b.chunks"].find({"files_id": fid}))
+
+    assert read_all(db, fid, len(data)) == data
+    delete_file(db["b.files"], db["b.chunks"], fid)
+    assert counts(db, fid) == (0, 0)
+
+
+def test_a_missing_chunk_is_reported_not_skipped(db):
+    data = os.urandom(3 * SMALL_CHUNK)
+    fid = write(db, data, chunk_size=SMALL_CHUNK)
+    db["b.chunks"].delete_one({"_id": chunk_id(fid, 1)})
+
+    with pytest.raises(CorruptGridFile, match="chunk 1 "):
+        read_all(db, fid, len(data), size=SMALL_CHUNK)
