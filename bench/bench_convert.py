@@ -26,12 +26,6 @@ def bare_ffmpeg(src: Path, out: Path) -> dict[str, Any]:
     return {"cpu_s": m.cpu_s, "wall_s": m.wall_s, "peak_rss_mb": m.peak_rss_mb, "peak_anon_mb": m.peak_anon_mb}
 
 
-def bare_ffprobe(src: Path) -> dict[str, Any]:
-    # The converter probes before converting (duration, has audio); same command as converter/convert.py probe().
-    m = c.run_measured(["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(src)])
-    return {"cpu_s": m.cpu_s, "wall_s": m.wall_s}
-
-
 def floor(db: Any, src: Path, out: Path) -> dict[str, Any]:
     """The least any GridFS-to-disk converter pays: a bare chunk read to a file (as docs/design.md reads), then ffmpeg.
 
@@ -132,14 +126,14 @@ def phases(entries: list[dict[str, Any]], published: float) -> dict[str, float]:
     marks: dict[str, float] = {}
     for entry in entries:
         msg = str(entry.get("msg", ""))
-        for key, prefix in (("start", "converting"), ("probed", "probed"), ("done", "converted"),
+        for key, prefix in (("start", "converting"), ("downloaded", "downloaded"), ("done", "converted"),
                             ("settled", "message ")):
             if msg.startswith(prefix) and key not in marks:
                 marks[key] = c.log_ts(entry)
     out = {}
     steps = [("queue_to_start", published, marks.get("start")),
-             ("download_and_probe", marks.get("start"), marks.get("probed")),
-             ("ffmpeg_store_delete_video", marks.get("probed"), marks.get("done")),
+             ("download", marks.get("start"), marks.get("downloaded")),
+             ("ffmpeg_store_delete_video", marks.get("downloaded"), marks.get("done")),
              ("publish_and_ack", marks.get("done"), marks.get("settled"))]
     for name, a, b in steps:
         if a is not None and b is not None:
@@ -166,8 +160,7 @@ def main() -> int:
         try:
             for label, src in cpu_inputs.items():
                 info = c.media_info(src)
-                runs: dict[str, list[dict[str, Any]]] = {"ffmpeg": [], "ffprobe": [], "converter": [], "moviepy": [],
-                                                         "floor": []}
+                runs: dict[str, list[dict[str, Any]]] = {"ffmpeg": [], "converter": [], "moviepy": [], "floor": []}
                 converter_failed = False
                 order = ["ffmpeg", "converter", "moviepy", "floor"]
                 for r in range(ROUNDS):
@@ -177,7 +170,7 @@ def main() -> int:
                             continue  # it would fail the same way again, after as long a wait
                         c.log(f"{label}: round {r + 1}/{ROUNDS}: {approach}")
                         measure = {
-                            "ffmpeg": lambda: (bare_ffmpeg(src, out), bare_ffprobe(src)),
+                            "ffmpeg": lambda: bare_ffmpeg(src, out),
                             "moviepy": lambda: moviepy(src, out),
                             "floor": lambda: floor(lab.db, src, out),
                             "converter": lambda: converter.job(src, timeout=900 + info["duration_s"]),
@@ -185,9 +178,6 @@ def main() -> int:
                         result = errors.run(f"{label} {approach}", measure)
                         if result is None:
                             converter_failed |= approach == "converter"
-                        elif approach == "ffmpeg":
-                            runs["ffmpeg"].append(result[0])
-                            runs["ffprobe"].append(result[1])
                         else:
                             runs[approach].append(result)
                 rows.append(cpu_row(label, info, runs))
@@ -240,7 +230,7 @@ def cpu_row(label: str, info: dict[str, Any], runs: dict[str, list[dict[str, Any
     """Medians over the rounds, and the ratios of those medians to bare ffmpeg's."""
     med = {k: c.median([r["cpu_s"] for r in v]) if v else None for k, v in runs.items()}
     row: dict[str, Any] = {"kind": "cpu", "input": label, **info, "runs": runs,
-                           "ffmpeg_cpu_s": med["ffmpeg"], "ffprobe_cpu_s": med["ffprobe"],
+                           "ffmpeg_cpu_s": med["ffmpeg"],
                            "converter_cpu_s": med["converter"], "moviepy_cpu_s": med["moviepy"],
                            "floor_cpu_s": med["floor"],
                            "ffmpeg_peak_rss_mb": max((r["peak_rss_mb"] for r in runs["ffmpeg"]), default=None),

@@ -25,7 +25,7 @@ from gridfs import GridFSBucket
 import common as c
 
 sys.path.insert(0, str(c.ROOT / "converter"))
-from converter.convert import probe, to_mp3  # noqa: E402
+from converter.convert import to_mp3  # noqa: E402
 from converter.jobs import Jobs  # noqa: E402
 from converter.storage import Bucket  # noqa: E402
 
@@ -44,7 +44,7 @@ def cpu() -> tuple[float, float]:
 
 
 def timed(steps: list[dict[str, Any]], name: str, fn: Callable[[], Any], profile: bool = False) -> Any:
-    """Runs one step; records wall, this process's CPU and its children's (ffprobe, ffmpeg) CPU."""
+    """Runs one step; records wall, this process's CPU and its children's (ffmpeg, ffprobe) CPU."""
     profiler = cProfile.Profile() if profile else None
     (own0, kids0), t0 = cpu(), time.perf_counter()
     if profiler:
@@ -116,8 +116,11 @@ def job_steps(db: Any, src: Path, work: Path) -> list[dict[str, Any]]:
     timed(steps, "jobs.get + start_attempt + plan_mp3_fid", lambda: (
         jobs.get(job_id), jobs.start_attempt(job_id), jobs.plan_mp3_fid(job_id, str(ObjectId()))))
     timed(steps, "download video from GridFS", lambda: videos.download_to(fid, work / "video"), profile=True)
-    timed(steps, "ffprobe", lambda: probe(work / "video"))
-    timed(steps, "ffmpeg", lambda: to_mp3(work / "video", work / "audio.mp3"))
+    timed(steps, "ffmpeg (also reports the duration)", lambda: to_mp3(work / "video", work / "audio.mp3"))
+    # Not a step any more, for comparison: the probe the converter ran before ffmpeg until ffmpeg's report replaced it.
+    timed(steps, "comparison: bare ffprobe (no longer run)", lambda: subprocess.run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(work / "video")],
+        stdin=subprocess.DEVNULL, capture_output=True, check=True, timeout=120))
     mp3_fid = str(ObjectId())
     timed(steps, "store mp3 in GridFS (replace)", lambda: mp3s.replace(mp3_fid, "a.mp3", work / "audio.mp3", {"owner": "x"}))
     timed(steps, "jobs.mark_done", lambda: jobs.mark_done(job_id, mp3_fid))

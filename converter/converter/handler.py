@@ -14,7 +14,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from .convert import MediaInfo, Mp3Options, parse_options, probe, to_mp3
+from .convert import InputInfo, Mp3Options, parse_options, time_limit_s, to_mp3
 from .errors import PermanentError
 from .jobs import Jobs
 from .metrics import CONVERSION_SECONDS, JOBS
@@ -125,7 +125,7 @@ def handle(message: dict[str, Any], *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
 
 def _convert(msg: VideoMessage, options: Mp3Options, mp3_fid: str, *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
              work_dir: str | Path, clock: Callable[[], float]) -> None:
-    """Download, probe, ffmpeg, upload, mark done, delete the video; JobGone when the job disappears."""
+    """Download, ffmpeg, upload, mark done, delete the video; JobGone when the job disappears."""
     tmp = Path(tempfile.mkdtemp(prefix=f"job-{msg.job_id}-", dir=work_dir))
     try:
         src, dst = tmp / "video", tmp / "audio.mp3"
@@ -133,16 +133,13 @@ def _convert(msg: VideoMessage, options: Mp3Options, mp3_fid: str, *, jobs: Jobs
             size = videos.download_to(msg.video_fid, src)
         except MissingFile:
             raise PermanentError("the uploaded video no longer exists") from None
-        info = probe(src)
-        if not info.has_audio:
-            raise PermanentError("the video has no audio stream")
-        log.info("probed", extra={"bytes": size, "duration_s": info.duration_s, "format": info.format_name})
-        if not jobs.set_duration(msg.job_id, info.duration_s):
-            raise JobGone()
+        log.info("downloaded", extra={"bytes": size})
         started = clock()
-        # Every progress block reaches the writer, which does its own (time-based) throttling.
-        to_mp3(src, dst, options, on_progress=ProgressWriter(jobs, msg.job_id, info, clock),
-               timeout_s=_time_limit(info), progress_interval_s=0.0)
+        progress = ProgressWriter(jobs, msg.job_id, clock)
+        # Every progress block reaches the writer, which does its own (time-based) throttling. ffmpeg tells the
+        # input's duration itself (and "no audio stream" is its error), so there is no separate probe to run.
+        to_mp3(src, dst, options, on_progress=progress, on_input=progress.input_known, time_limit=time_limit_s,
+               progress_interval_s=0.0)
         CONVERSION_SECONDS.observe(clock() - started)
         mp3s.replace(mp3_fid, mp3_filename(msg.filename), dst,
                      metadata={"owner": msg.username, "job_id": msg.job_id})
@@ -167,16 +164,25 @@ def _discard(mp3s: Bucket, mp3_fid: str) -> None:
 
 
 class ProgressWriter:
-    """to_mp3's on_progress: writes the job's progress (0..99, 100 is for `done`) at most every PROGRESS_WRITE_S.
+    """to_mp3's on_input and on_progress: stores the video's duration once ffmpeg has read it, then the job's
+    progress (0..99, 100 is for `done`) at most every PROGRESS_WRITE_S.
 
-    Best effort: a failed write is logged and the conversion goes on. A write that finds no job raises
-    JobGone, which stops ffmpeg: the owner deleted the job, so the rest of the work is wasted.
+    Progress is best effort: a failed write is logged and the conversion goes on. A write that finds no job
+    raises JobGone, which stops ffmpeg: the owner deleted the job, so the rest of the work is wasted.
     """
 
-    def __init__(self, jobs: Jobs, job_id: str, info: MediaInfo, clock: Callable[[], float]) -> None:
-        self._jobs, self._job_id, self._duration, self._clock = jobs, job_id, info.duration_s, clock
+    def __init__(self, jobs: Jobs, job_id: str, clock: Callable[[], float]) -> None:
+        self._jobs, self._job_id, self._clock = jobs, job_id, clock
+        self._duration: float | None = None
         self._written = 0
         self._last_write: float | None = None
+
+    def input_known(self, info: InputInfo) -> None:
+        """Records the duration (None when the container does not say: then no percentages)."""
+        log.info("input read", extra={"duration_s": info.duration_s, "format": info.format_name})
+        if not self._jobs.set_duration(self._job_id, info.duration_s):
+            raise JobGone()
+        self._duration = info.duration_s
 
     def __call__(self, seconds: float) -> None:
         if not self._duration:
@@ -213,8 +219,3 @@ def fail(message: dict[str, Any], error: Exception, *, jobs: Jobs) -> dict[str, 
         return None
     JOBS.labels("failed").inc()
     return mp3_message(msg, status="failed", error=reason)
-
-
-def _time_limit(info: MediaInfo) -> float:
-    # Audio extraction runs far faster than real time; a run this long means ffmpeg is stuck.
-    return 600.0 + (info.duration_s or 3600.0)

@@ -64,7 +64,7 @@ class Jobs:
 
     @retry_transient
     def set_duration(self, job_id: str, duration_s: float | None) -> bool:
-        """Stores ffprobe's duration; False if the job is gone (deleted by its owner)."""
+        """Stores the duration ffmpeg reported; False if the job is gone (deleted by its owner)."""
         return self._jobs.update_one({"_id": job_id}, {"$set": {"duration_s": duration_s}}).matched_count == 1
 
     # Not retried: progress is cosmetic, and minutes of retrying would stall ffmpeg, which waits for us to read it.

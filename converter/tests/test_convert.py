@@ -1,17 +1,22 @@
-"""Unit tests for converter.convert: command line, progress parsing, and real ffmpeg on tiny generated clips."""
+"""Unit tests for converter.convert: command line, progress and log parsing, time limit, and real ffmpeg on tiny
+generated clips."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import random
 import shutil
 import subprocess
+import threading
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from converter import convert
-from converter.convert import ConversionTimeout, Mp3Options
+from converter.convert import ConversionTimeout, InputInfo, Mp3Options
 from converter.errors import PermanentError
 
 needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
@@ -21,7 +26,7 @@ needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("
 def test_default_command_is_cbr_192k_first_audio_stream(tmp_path):
     src, dst = tmp_path / "in", tmp_path / "out.mp3"
     assert convert.ffmpeg_args(src, dst) == [
-        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-nostats", "-progress", "pipe:1",
+        "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "level+info", "-nostats", "-progress", "pipe:1",
         "-y", "-i", str(src), "-vn", "-map", "0:a:0", "-c:a", "libmp3lame", "-b:a", "192k", str(dst)]
 
 
@@ -116,28 +121,6 @@ def _probe_json(path: Path) -> dict:
     return json.loads(out)
 
 
-def test_probe_reads_duration_and_audio(clip):
-    info = convert.probe(clip)
-    assert info.has_audio and info.audio_codec == "aac"
-    assert info.duration_s == pytest.approx(1.0, abs=0.2)
-    assert "mp4" in info.format_name
-
-
-def test_probe_sees_no_audio(silent_clip):
-    assert convert.probe(silent_clip).has_audio is False
-
-
-@needs_ffmpeg
-def test_probe_garbage_is_permanent(tmp_path):
-    junk = tmp_path / "video"
-    junk.write_bytes(os.urandom(4096))
-    with pytest.raises(PermanentError) as caught:
-        convert.probe(junk)
-    reason = str(caught.value)
-    assert reason.startswith("the file is not a readable video: ")
-    assert str(junk) not in reason  # our temp path means nothing to the user
-
-
 def test_to_mp3_converts_and_reports_progress(clip, tmp_path):
     dst = tmp_path / "out.mp3"
     progress: list[float] = []
@@ -146,6 +129,53 @@ def test_to_mp3_converts_and_reports_progress(clip, tmp_path):
     stream = _probe_json(dst)["streams"][0]
     assert stream["codec_name"] == "mp3" and stream["bit_rate"] == "192000"
     assert progress and progress[-1] == pytest.approx(1.0, abs=0.2)
+
+
+def test_to_mp3_reports_format_and_duration_once_before_the_progress(clip, tmp_path):
+    events: list[object] = []
+    info = convert.to_mp3(clip, tmp_path / "out.mp3", on_progress=events.append, on_input=events.append,
+                          progress_interval_s=0.0)
+
+    assert info == InputInfo(format_name="mov,mp4,m4a,3gp,3g2,mj2", duration_s=pytest.approx(1.0, abs=0.05))
+    assert events[0] == info and events.count(info) == 1
+    assert all(isinstance(seconds, float) for seconds in events[1:]) and len(events) > 1
+
+
+def _mkv(path: Path, *, audio: bool, metadata: dict[str, str]) -> Path:
+    """A Matroska clip written to a pipe, so the container holds no duration (ffmpeg says "Duration: N/A")."""
+    args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
+            "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=1"]
+    if audio:
+        args += ["-f", "lavfi", "-i", "sine=frequency=440:duration=1", "-c:a", "aac"]
+    for key, value in metadata.items():
+        args += ["-metadata", f"{key}={value}"]
+    args += ["-c:v", "mpeg4", "-shortest", "-f", "matroska", "pipe:1"]
+    path.write_bytes(subprocess.run(args, capture_output=True, check=True, timeout=60).stdout)
+    return path
+
+
+# The file's own metadata is printed in ffmpeg's info log: none of it may pass for ffmpeg's header or errors.
+TRAPS = {"title": "No space left on device", "comment": "x\n  Duration: 99:00:00.00, start: 0\n[error] junk",
+         "Duration: 77:00:00.00, x": "y"}
+
+
+@needs_ffmpeg
+def test_to_mp3_unknown_duration_is_none_and_still_converts(tmp_path):
+    src = _mkv(tmp_path / "streamed.mkv", audio=True, metadata=TRAPS)
+    seen: list[InputInfo] = []
+    progress: list[float] = []
+
+    info = convert.to_mp3(src, tmp_path / "out.mp3", on_progress=progress.append, on_input=seen.append)
+
+    assert seen == [info] and info == InputInfo(format_name="matroska,webm", duration_s=None)
+    assert progress[-1] == pytest.approx(1.0, abs=0.2)
+
+
+@needs_ffmpeg
+def test_metadata_text_is_not_taken_for_an_error(tmp_path):
+    src = _mkv(tmp_path / "silent.mkv", audio=False, metadata=TRAPS)
+    with pytest.raises(PermanentError, match="^the video has no audio stream$"):  # not OSError (disk full)
+        convert.to_mp3(src, tmp_path / "out.mp3")
 
 
 def test_defaults_cap_channels_at_two_and_keep_the_source_rate(surround_clip, tmp_path):
@@ -172,28 +202,192 @@ def test_to_mp3_without_audio_stream_is_permanent(silent_clip, tmp_path):
         convert.to_mp3(silent_clip, tmp_path / "out.mp3")
 
 
-@needs_ffmpeg
-def test_to_mp3_garbage_is_permanent(tmp_path):
+@pytest.mark.parametrize("content", ["garbage", "random", "truncated"])
+def test_to_mp3_unreadable_input_is_permanent_with_ffmpeg_s_error(clip, tmp_path, content):
     junk = tmp_path / "video"
-    junk.write_bytes(b"\x00garbage" * 512)
-    with pytest.raises(PermanentError, match="^the file is not a readable video: "):
+    # Seeded: some random bytes pass for an MP3 at first sight, and then ffmpeg's error is another one.
+    junk.write_bytes({"garbage": b"\x00garbage" * 512, "random": random.Random(0).randbytes(4096),
+                      "truncated": clip.read_bytes()[:2000]}[content])
+    with pytest.raises(PermanentError) as caught:
         convert.to_mp3(junk, tmp_path / "out.mp3")
+    # ffmpeg's own error, not one of the info lines around it, and without our temp path.
+    assert str(caught.value) == "the file is not a readable video: Invalid data found when processing input"
+
+
+SAMPLE_LOG = """\
+[info] Input #0, mov,mp4,m4a,3gp,3g2,mj2, from '/tmp/job-1/video':
+[info]   Duration: 00:00:10.00, start: 0.000000, bitrate: 6593 kb/s
+[aac @ 0x55d1c0] [error] Error decoding a frame
+[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d1c0] [error] stream 1, offset 0x4000: partial file
+[info] size=     236kB time=00:00:10.03 bitrate= 193.1kbits/s speed= 115x
+[info] video:0kB audio:236kB subtitle:0kB other streams:0kB global headers:0kB muxing overhead: 0.32%
+"""
+
+
+def test_the_reason_is_the_last_error_not_the_summary_after_it():
+    assert [level for level, _ in convert._messages(SAMPLE_LOG)] == ["info", "info", "error", "error", "info", "info"]
+    error = convert._failure(SAMPLE_LOG, Path("/tmp/job-1/video"))
+    assert isinstance(error, PermanentError) and str(error) == (
+        "the file is not a readable video: [mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d1c0] stream 1, offset 0x4000: partial file")
+
+
+@pytest.mark.parametrize(("log", "error"), [
+    ("[info] Output #0, mp3, to '/tmp/job-1/audio.mp3':\n"
+     "[error] Error writing trailer of /tmp/job-1/audio.mp3: No space left on device\n"
+     "[info] video:0kB audio:236kB subtitle:0kB other streams:0kB global headers:0kB muxing overhead: 0.32%\n",
+     OSError("ffmpeg: Error writing trailer of /tmp/job-1/audio.mp3: No space left on device")),
+    ("[info]     title           : No space left on device\n"
+     "[fatal] Stream map '0:a:0' matches no streams.\nTo ignore this, add a trailing '?' to the map.\n",
+     PermanentError("the video has no audio stream")),
+    ("[info]     comment         : matches no streams\n"
+     "[error] /tmp/job-1/video: Invalid data found when processing input\n",
+     PermanentError("the file is not a readable video: Invalid data found when processing input")),
+    ("Segmentation fault\n", PermanentError("the file is not a readable video: Segmentation fault")),
+    ("", PermanentError("the file is not a readable video: no details")),
+])
+def test_failure_maps_ffmpeg_s_errors_only(log, error):
+    found = convert._failure(log, Path("/tmp/job-1/video"))
+    assert type(found) is type(error) and str(found) == str(error)
+
+
+def test_a_message_s_first_line_is_its_reason_and_our_path_is_hidden():
+    messages = convert._messages("[fatal] Stream map '0:a:0' matches no streams.\n"
+                                 "To ignore this, add a trailing '?' to the map.\n"
+                                 "[error] /tmp/job-1/video: Invalid data found when processing input\n")
+    assert messages == [("fatal", "Stream map '0:a:0' matches no streams.\n"
+                                  "To ignore this, add a trailing '?' to the map."),
+                        ("error", "/tmp/job-1/video: Invalid data found when processing input")]
+    assert convert._reason(messages[0][1], Path("/x")) == "Stream map '0:a:0' matches no streams."
+    assert convert._reason(messages[1][1], Path("/tmp/job-1/video")) == "Invalid data found when processing input"
+
+
+def _stderr_of(data: bytes) -> convert._Stderr:
+    reader = convert._Stderr(io.BytesIO(data))
+    reader.join()
+    return reader
+
+
+def test_stderr_reader_reads_the_header_and_keeps_only_the_tail():
+    flood = b"".join(b"[aac @ 0x55d1c0] [error] Error decoding frame %d\n" % n for n in range(100_000))
+    data = SAMPLE_LOG.encode()[:150] + flood + b"[error] the last word\n"
+    tracemalloc.start()
+    try:
+        reader = _stderr_of(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert len(data) > 4_000_000 and peak < 200_000  # memory does not follow the flood
+    assert reader.input == InputInfo(format_name="mov,mp4,m4a,3gp,3g2,mj2", duration_s=10.0)
+    tail = reader.tail()
+    assert len(tail) <= convert._STDERR_TAIL and tail.endswith("[error] the last word\n")
+    assert tail.startswith("[aac @ 0x55d1c0] [error] Error decoding frame ")  # no half line at the cut
+
+
+@pytest.mark.parametrize(("line", "duration"), [
+    (b"[info]   Duration: 01:02:03.25, start: 0.000000, bitrate: 1 kb/s\n", 3723.25),
+    (b"[info]   Duration: N/A, start: 0.000000, bitrate: N/A\n", None),
+])
+def test_stderr_reader_parses_the_duration(line, duration):
+    reader = _stderr_of(b"[info] Input #0, matroska,webm, from 'video':\n[info]   Metadata:\n"
+                        b"[info]     Duration: 99:00:00.00, tag\n" + line)
+    assert reader.input == InputInfo(format_name="matroska,webm", duration_s=duration)
+
+
+def test_stderr_reader_without_a_header_knows_nothing():
+    assert _stderr_of(b"[error] video: Invalid data found when processing input\n").input is None
 
 
 @pytest.fixture
-def hanging_ffmpeg(tmp_path, monkeypatch):
-    """An `ffmpeg` on PATH that never finishes, to exercise the time limit without a real slow input."""
+def fake_ffmpeg(tmp_path, monkeypatch):
+    """fake_ffmpeg(shell script): puts an `ffmpeg` running that script first on PATH."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    script = bin_dir / "ffmpeg"
-    script.write_text("#!/bin/sh\nexec sleep 30\n")
-    script.chmod(0o755)
+
+    def install(body: str) -> None:
+        script = bin_dir / "ffmpeg"
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return install
+
+
+@pytest.fixture
+def hanging_ffmpeg(fake_ffmpeg):
+    """An `ffmpeg` on PATH that never finishes, to exercise the time limit without a real slow input."""
+    fake_ffmpeg("exec sleep 30")
 
 
 @pytest.mark.skipif(shutil.which("sleep") is None, reason="needs sleep(1)")
 def test_to_mp3_time_limit_is_transient(hanging_ffmpeg, tmp_path):
-    with pytest.raises(ConversionTimeout):
-        convert.to_mp3(tmp_path / "in", tmp_path / "out.mp3", timeout_s=0.3)
+    with pytest.raises(ConversionTimeout, match="after 0.3 s limit"):
+        convert.to_mp3(tmp_path / "in", tmp_path / "out.mp3", time_limit=lambda duration_s: 0.3)
     assert not isinstance(ConversionTimeout("x"), PermanentError)
+
+
+@pytest.mark.skipif(shutil.which("sleep") is None, reason="needs sleep(1)")
+def test_the_time_limit_follows_the_duration_ffmpeg_reports(fake_ffmpeg, tmp_path):
+    # Hangs after printing its input's header: only the limit for the reported 2 s can stop it in time.
+    fake_ffmpeg("printf \"[info] Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'in':\\n"
+                "[info]   Duration: 00:00:02.00, start: 0.000000, bitrate: 1 kb/s\\n\" >&2\nexec sleep 30")
+    asked: list[float | None] = []
+
+    def limit(duration_s):
+        asked.append(duration_s)
+        return 10.0 if duration_s is None else duration_s / 10
+
+    with pytest.raises(ConversionTimeout, match="after 0.2 s limit"):
+        convert.to_mp3(tmp_path / "in", tmp_path / "out.mp3", time_limit=limit)
+    assert asked == [None, 2.0]
+
+
+def test_stderr_flood_from_ffmpeg_ends_in_its_last_error(fake_ffmpeg, tmp_path):
+    # Names its input (the argument after -i) in the last error, as ffmpeg does.
+    fake_ffmpeg("yes '[aac @ 0x55d1c0] [error] Error decoding a frame' | head -n 100000 >&2\n"
+                "while [ \"$1\" != -i ]; do shift; done\n"
+                "echo \"[error] $2: Invalid data found when processing input\" >&2\nexit 1")
+    with pytest.raises(PermanentError) as caught:
+        convert.to_mp3(tmp_path / "video", tmp_path / "out.mp3")
+    assert str(caught.value) == "the file is not a readable video: Invalid data found when processing input"
+
+
+def test_input_described_after_the_last_progress_is_still_told(fake_ffmpeg, tmp_path):
+    # The two pipes are read apart: the header can arrive after all the progress (a very short input).
+    fake_ffmpeg("printf 'out_time=00:00:01.000000\\nprogress=end\\n'\nsleep 0.2\n"
+                "printf \"[info] Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'in':\\n"
+                "[info]   Duration: 00:00:01.00, start: 0.000000, bitrate: 1 kb/s\\n\" >&2\n"
+                "for last; do :; done\necho mp3 > \"$last\"")
+    seen: list[InputInfo] = []
+    convert.to_mp3(tmp_path / "in", tmp_path / "out.mp3", on_input=seen.append)
+    assert seen == [InputInfo(format_name="mov,mp4,m4a,3gp,3g2,mj2", duration_s=1.0)]
+
+
+def test_time_limit_is_600_s_plus_the_duration_or_an_hour_more_when_unknown():
+    assert convert.time_limit_s(None) == 4200.0
+    assert convert.time_limit_s(0.0) == 4200.0  # a zero duration says nothing either
+    assert convert.time_limit_s(12.5) == 612.5
+
+
+def test_watchdog_counts_a_new_limit_from_the_start():
+    now = [1000.0]
+    killed = threading.Event()
+    watchdog = convert._Watchdog(killed.set, convert.time_limit_s(None), clock=lambda: now[0])
+    try:
+        now[0] = 1100.0
+        assert watchdog.remaining_s() == 4100.0
+        watchdog.set_limit(convert.time_limit_s(60.0))
+        assert watchdog.remaining_s() == 560.0 and not watchdog.fired
+        now[0] = 1661.0  # past start + 600 + 60: the next look at the clock kills
+        watchdog.set_limit(convert.time_limit_s(60.0))
+        assert killed.wait(10)
+        assert watchdog.fired
+    finally:
+        watchdog.stop()
+
+
+def test_watchdog_stopped_in_time_does_not_kill():
+    killed: list[bool] = []
+    watchdog = convert._Watchdog(lambda: killed.append(True), 3600.0)
+    watchdog.stop()
+    assert not watchdog.fired and killed == []
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from converter import handler
-from converter.convert import MediaInfo, Mp3Options
+from converter.convert import InputInfo, Mp3Options, time_limit_s
 from converter.errors import PermanentError
 from converter.metrics import JOBS
 from converter.storage import MissingFile
@@ -18,31 +18,33 @@ OWNER = "alice@example.com"
 
 
 class FakeFfmpeg:
-    """Replaces probe/to_mp3 in the handler: records calls, writes a fake MP3, reports progress, can raise."""
+    """Replaces to_mp3 in the handler: records calls, reports the input and progress, writes a fake MP3, can raise."""
 
-    def __init__(self, info: MediaInfo = MediaInfo(12.0, True, "mov,mp4", "aac")) -> None:
-        self.info = info
-        self.probed: list[Path] = []
+    def __init__(self) -> None:
+        self.info: InputInfo | None = InputInfo("mov,mp4,m4a,3gp,3g2,mj2", 12.0)  # None: ffmpeg never says
         self.converted: list[tuple[Path, Path]] = []
         self.options: list[Mp3Options] = []
+        self.time_limits: list[object] = []
         self.progress_seconds: list[float] = [6.0]  # out_time values ffmpeg "reports", in order
         self.error: Exception | None = None
 
-    def probe(self, src: Path) -> MediaInfo:
+    def to_mp3(self, src, dst, options, on_progress=None, *, on_input=None, time_limit=None,
+               progress_interval_s=5.0):
         assert src.exists()
-        self.probed.append(src)
-        return self.info
-
-    def to_mp3(self, src, dst, options, on_progress=None, timeout_s=None, progress_interval_s=5.0):
         self.converted.append((src, dst))
         self.options.append(options)
+        self.time_limits.append(time_limit)
         assert progress_interval_s == 0.0  # the handler's ProgressWriter throttles, not to_mp3
+        # Like the real to_mp3: the input first, then progress; an exception from either stops the conversion.
+        if on_input and self.info:
+            on_input(self.info)
         if on_progress:
             for seconds in self.progress_seconds:
-                on_progress(seconds)  # like the real to_mp3, an exception here stops the conversion
+                on_progress(seconds)
         if self.error:
             raise self.error
         dst.write_bytes(b"ID3 fake mp3")
+        return self.info
 
 
 class Clock:
@@ -63,7 +65,6 @@ def counter(outcome: str) -> float:
 @pytest.fixture
 def ffmpeg(monkeypatch) -> FakeFfmpeg:
     fake = FakeFfmpeg()
-    monkeypatch.setattr(handler, "probe", fake.probe)
     monkeypatch.setattr(handler, "to_mp3", fake.to_mp3)
     return fake
 
@@ -128,7 +129,7 @@ def test_redelivery_of_done_job_republishes_without_converting(run, message, ffm
     result = run(message())
 
     assert result["status"] == "done" and result["mp3_fid"] == "65a1b2c3d4e5f60718293fff"
-    assert ffmpeg.converted == [] and ffmpeg.probed == [] and mp3s.calls == []
+    assert ffmpeg.converted == [] and mp3s.calls == []
     assert "start_attempt" not in jobs.calls and jobs.docs[JOB_ID]["attempts"] == 1
 
 
@@ -215,14 +216,18 @@ def test_job_deleted_after_the_upload_deletes_the_mp3(run, message, ffmpeg, jobs
     assert [call[0] for call in mp3s.calls] == ["replace", "delete"]
 
 
-def test_job_deleted_before_probe_result_is_stored(run, message, ffmpeg, jobs, mp3s, monkeypatch):
-    def probe_while_owner_deletes(src):
+def test_job_deleted_before_the_duration_is_stored_stops_ffmpeg(run, message, ffmpeg, jobs, mp3s):
+    real_set_duration = jobs.set_duration
+
+    def owner_deletes_then_set_duration(job_id, duration_s):
         jobs.docs.clear()
-        return ffmpeg.info
-    monkeypatch.setattr(handler, "probe", probe_while_owner_deletes)
+        return real_set_duration(job_id, duration_s)
+    jobs.set_duration = owner_deletes_then_set_duration
+    ffmpeg.error = AssertionError("ffmpeg must be stopped before it finishes")
 
     assert run(message()) is None
-    assert ffmpeg.converted == [] and mp3s.files == {}
+    assert "set_progress" not in jobs.calls and mp3s.files == {}
+    assert list(run.work_dir.iterdir()) == []
 
 
 def test_video_gone_because_the_job_was_deleted_is_dropped_not_failed(run, message, ffmpeg, jobs, videos, mp3s):
@@ -234,6 +239,20 @@ def test_video_gone_because_the_job_was_deleted_is_dropped_not_failed(run, messa
 
     assert run(message()) is None
     assert ffmpeg.converted == [] and mp3s.files == {}
+
+
+def test_downloaded_and_input_are_logged(run, message, ffmpeg, caplog):
+    caplog.set_level("INFO", logger="converter.handler")
+    run(message())
+    logged = {record.getMessage(): record for record in caplog.records}
+    assert logged["downloaded"].bytes == len(b"not really a video")
+    assert (logged["input read"].duration_s, logged["input read"].format) == (12.0, "mov,mp4,m4a,3gp,3g2,mj2")
+    assert list(logged).index("downloaded") < list(logged).index("input read") < list(logged).index("converted")
+
+
+def test_ffmpeg_runs_under_the_duration_based_time_limit(run, message, ffmpeg):
+    run(message())
+    assert ffmpeg.time_limits == [time_limit_s]
 
 
 def test_progress_is_written_during_conversion_and_done_sets_100(run, message, ffmpeg, jobs):
@@ -284,11 +303,13 @@ def test_retry_after_failed_upload_reuses_the_planned_fid(run, message, ffmpeg, 
     assert jobs.docs[JOB_ID]["attempts"] == 2
 
 
-def test_no_audio_stream_is_permanent_and_does_not_convert(run, message, ffmpeg):
-    ffmpeg.info = MediaInfo(3.0, False, "mov,mp4", None)
-    with pytest.raises(PermanentError, match="^the video has no audio stream$"):
-        run(message())
-    assert ffmpeg.converted == []
+@pytest.mark.parametrize("info", [InputInfo("matroska,webm", None), None])
+def test_unknown_duration_converts_without_percentages(run, message, ffmpeg, jobs, info):
+    ffmpeg.info = info  # "Duration: N/A", or ffmpeg never described the input
+    ffmpeg.progress_seconds = [1.0, 6.0, 12.0]
+    assert run(message())["status"] == "done"
+    assert jobs.progress_writes == [] and jobs.docs[JOB_ID]["progress"] == 100
+    assert jobs.docs[JOB_ID].get("duration_s") is None
 
 
 def test_missing_video_file_is_permanent(run, message, ffmpeg, videos):
@@ -348,7 +369,12 @@ def test_fail_announces_nothing_when_nobody_or_nothing_to_tell(jobs, message, ma
 class Recorder:
     def __init__(self, exists: bool = True, error: Exception | None = None) -> None:
         self.writes: list[int] = []
+        self.durations: list[float | None] = []
         self.exists, self.error = exists, error
+
+    def set_duration(self, job_id, duration_s):
+        self.durations.append(duration_s)
+        return self.exists
 
     def set_progress(self, job_id, percent):
         if self.error:
@@ -358,7 +384,9 @@ class Recorder:
 
 
 def writer(store, clock, duration=100.0):
-    return handler.ProgressWriter(store, JOB_ID, MediaInfo(duration, True, "mp4", "aac"), clock)
+    write = handler.ProgressWriter(store, JOB_ID, clock)
+    write.input_known(InputInfo("mov,mp4,m4a,3gp,3g2,mj2", duration))
+    return write
 
 
 def test_progress_writes_at_most_twice_a_second():
@@ -382,11 +410,29 @@ def test_progress_without_a_duration_writes_nothing():
     store = Recorder()
     write = writer(store, Clock(step=1.0), duration=None)
     write(5.0)
-    assert store.writes == []
+    assert store.writes == [] and store.durations == [None]
+
+
+def test_progress_waits_for_the_duration_then_counts_from_it():
+    store = Recorder()
+    write = handler.ProgressWriter(store, JOB_ID, Clock(step=1.0))
+    write(5.0)  # ffmpeg has not described the input yet
+    write.input_known(InputInfo("mov,mp4,m4a,3gp,3g2,mj2", 20.0))
+    write(5.0)
+    write(10.0)
+    assert store.durations == [20.0] and store.writes == [25, 50]
+
+
+def test_duration_for_a_job_that_is_gone_raises_job_gone():
+    write = handler.ProgressWriter(Recorder(exists=False), JOB_ID, Clock(step=1.0))
+    with pytest.raises(handler.JobGone):
+        write.input_known(InputInfo("mov,mp4,m4a,3gp,3g2,mj2", 20.0))
 
 
 def test_progress_write_that_finds_no_job_raises_job_gone():
-    write = writer(Recorder(exists=False), Clock(step=1.0))
+    store = Recorder()
+    write = writer(store, Clock(step=1.0))
+    store.exists = False  # the owner deleted the job after its duration was stored
     with pytest.raises(handler.JobGone):
         write(10.0)
 
@@ -419,7 +465,7 @@ def test_mp3_filename(filename, expected):
 
 
 def test_real_ffmpeg_produces_an_mp3(clip, run, message, videos, mp3s, jobs):
-    """The real probe + ffmpeg on a generated clip; fakes only for MongoDB."""
+    """The real ffmpeg on a generated clip; fakes only for MongoDB."""
     videos.files[VIDEO_FID] = {"data": clip.read_bytes()}
 
     result = run(message())
@@ -427,4 +473,15 @@ def test_real_ffmpeg_produces_an_mp3(clip, run, message, videos, mp3s, jobs):
     stored = mp3s.files[result["mp3_fid"]]["data"]
     assert stored[:3] == b"ID3" or stored[0] == 0xFF  # ID3 tag or a bare MPEG audio frame sync
     assert jobs.docs[JOB_ID]["status"] == "done"
+    assert jobs.docs[JOB_ID]["duration_s"] == pytest.approx(1.0, abs=0.05)  # as ffmpeg reported it
+    assert list(run.work_dir.iterdir()) == []
+
+
+def test_real_ffmpeg_on_a_video_without_audio_fails_permanently(silent_clip, run, message, videos, mp3s, jobs):
+    videos.files[VIDEO_FID] = {"data": silent_clip.read_bytes()}
+
+    with pytest.raises(PermanentError, match="^the video has no audio stream$"):
+        run(message())
+
+    assert mp3s.files == {} and jobs.docs[JOB_ID]["status"] == "converting"  # the consumer calls fail() next
     assert list(run.work_dir.iterdir()) == []

@@ -371,7 +371,9 @@ OPENAPI: dict = {
                     "mp3_fid": {"type": ["string", "null"], "description": "Set when done: GET /download?fid=..."},
                     "error": {"type": ["string", "null"], "description": "Why the job failed."},
                     "filename": {"type": ["string", "null"]},
-                    "duration_s": {"type": ["number", "null"], "description": "The video's duration (ffprobe)."},
+                    "duration_s": {"type": ["number", "null"],
+                                   "description": "The video's duration, as ffmpeg reports it when the conversion "
+                                                  "starts (null before, or when the container does not say)."},
                     "options": _ref("Options"),
                     "created_at": {"type": "string", "format": "date-time"},
                     "updated_at": {"type": "string", "format": "date-time"},
