@@ -110,7 +110,8 @@ def handle(message: dict[str, Any], *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
              extra={"options": {k: v for k, v in vars(options).items() if v is not None}})
 
     try:
-        _convert(msg, options, mp3_fid, jobs=jobs, videos=videos, mp3s=mp3s, work_dir=work_dir, clock=clock)
+        _convert(msg, options, mp3_fid, jobs=jobs, videos=videos, mp3s=mp3s, work_dir=work_dir, clock=clock,
+                 first_attempt=job["attempts"] == 1)
     except JobGone:
         return _discard(mp3s, mp3_fid)
     except PermanentError:
@@ -124,7 +125,7 @@ def handle(message: dict[str, Any], *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
 
 
 def _convert(msg: VideoMessage, options: Mp3Options, mp3_fid: str, *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
-             work_dir: str | Path, clock: Callable[[], float]) -> None:
+             work_dir: str | Path, clock: Callable[[], float], first_attempt: bool) -> None:
     """Download, ffmpeg, upload, mark done, delete the video; JobGone when the job disappears."""
     tmp = Path(tempfile.mkdtemp(prefix=f"job-{msg.job_id}-", dir=work_dir))
     try:
@@ -141,8 +142,9 @@ def _convert(msg: VideoMessage, options: Mp3Options, mp3_fid: str, *, jobs: Jobs
         to_mp3(src, dst, options, on_progress=progress, on_input=progress.input_known, time_limit=time_limit_s,
                progress_interval_s=0.0)
         CONVERSION_SECONDS.observe(clock() - started)
+        # Only an earlier attempt can have left part of an MP3 under the planned fid.
         mp3s.replace(mp3_fid, mp3_filename(msg.filename), dst,
-                     metadata={"owner": msg.username, "job_id": msg.job_id})
+                     metadata={"owner": msg.username, "job_id": msg.job_id}, fresh=first_attempt)
         # Unconditional but tells us if the job is gone: then the MP3 just stored belongs to nobody.
         if not jobs.mark_done(msg.job_id, mp3_fid):
             raise JobGone()

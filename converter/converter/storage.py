@@ -37,25 +37,37 @@ class Bucket:
 
     @retry_transient
     def download_to(self, fid: str, dst: Path) -> int:
-        """Writes the file to dst in 1 MiB chunks (a retry starts the file over); returns its size."""
+        """Writes the file to dst chunk by chunk (a retry starts the file over); returns its size."""
         try:
             stream = self._bucket.open_download_stream(ObjectId(fid))  # reads only the files document
         except NoFile:
             raise MissingFile(fid) from None
-        if self._chunks is not None:
-            stream = ChunkReader(self._chunks, stream._id, stream.length)
         size = 0
-        with stream, dst.open("wb") as out:
-            while chunk := stream.read(CHUNK_BYTES):
-                out.write(chunk)
-                size += len(chunk)
+        with dst.open("wb") as out:
+            if self._chunks is None:  # unit tests' fake bucket
+                with stream:
+                    while piece := stream.read(CHUNK_BYTES):
+                        size += out.write(piece)
+                return size
+            # Each chunk written as it arrives (255 KiB): no re-slicing of the video in Python.
+            with ChunkReader(self._chunks, stream._id, stream.length) as reader:
+                for chunk in reader.chunks():
+                    size += out.write(chunk)
         return size
 
+    def replace(self, fid: str, filename: str, src: Path, metadata: dict[str, Any], *, fresh: bool = False) -> None:
+        """Uploads src under the given id, first removing whatever an earlier, interrupted attempt left there.
+
+        fresh: nothing can be stored under this id yet (the job's first attempt), so that delete is skipped;
+        on FerretDB every delete reads the whole bucket, which grows with every MP3 kept.
+        """
+        self._store(ObjectId(fid), filename, src, metadata, [fresh])
+
     @retry_transient
-    def replace(self, fid: str, filename: str, src: Path, metadata: dict[str, Any]) -> None:
-        """Uploads src under the given id, first removing whatever an earlier, interrupted attempt left there."""
-        oid = ObjectId(fid)
-        self._delete(oid)
+    def _store(self, oid: ObjectId, filename: str, src: Path, metadata: dict[str, Any], fresh: list[bool]) -> None:
+        if not fresh[0]:
+            self._delete(oid)
+        fresh[0] = False  # a retry of this call may find chunks its failed try left behind
         try:
             with src.open("rb") as data:
                 if self._chunks is None or self._files is None:

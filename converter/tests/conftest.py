@@ -141,6 +141,7 @@ class FakeBucket:
         self.files: dict[str, dict[str, Any]] = {fid: {"data": data} for fid, data in (files or {}).items()}
         self.calls: list[tuple] = []
         self.fail_replace: list[Exception] = []
+        self.fresh: list[bool] = []  # replace()'s fresh flag per call
 
     def download_to(self, fid, dst: Path):
         self.calls.append(("download_to", fid))
@@ -149,8 +150,9 @@ class FakeBucket:
         dst.write_bytes(self.files[fid]["data"])
         return len(self.files[fid]["data"])
 
-    def replace(self, fid, filename, src: Path, metadata):
+    def replace(self, fid, filename, src: Path, metadata, *, fresh=False):
         self.calls.append(("replace", fid, filename))
+        self.fresh.append(fresh)
         self.files.pop(fid, None)
         if self.fail_replace:
             raise self.fail_replace.pop(0)

@@ -66,7 +66,7 @@ class FakeGridFSBucket:
 def instant_retries(monkeypatch):
     """tenacity would really sleep between retries; record the waits instead."""
     waits: list[float] = []
-    for fn in (storage.Bucket.download_to, storage.Bucket.replace, storage.Bucket.delete,
+    for fn in (storage.Bucket.download_to, storage.Bucket._store, storage.Bucket.delete,
                jobs_module.Jobs.get, jobs_module.Jobs.start_attempt):
         monkeypatch.setattr(fn.retry, "sleep", waits.append)
     return waits
@@ -99,6 +99,42 @@ def test_replace_removes_leftovers_first(tmp_path):
 
     assert bucket.files == {ObjectId(FID): b"ID3 new content"}
     assert bucket.calls == ["delete", "upload"]
+
+
+def test_fresh_store_skips_the_delete_but_its_retry_does_not(tmp_path):
+    bucket = FakeGridFSBucket()
+    src = tmp_path / "a.mp3"
+    src.write_bytes(b"ID3 new content")
+
+    storage.Bucket(bucket).replace(FID, "a.mp3", src, {}, fresh=True)
+    assert bucket.calls == ["upload"]
+
+    # A failed try whose cleanup fails too: the retry must delete what it left before uploading again.
+    bucket = FakeGridFSBucket()
+    bucket.upload_error = AutoReconnect("connection lost mid-upload")
+    cleanup_failures = iter([AutoReconnect("still down")])
+    real_delete = bucket.delete
+
+    def delete(oid):
+        failure = next(cleanup_failures, None)
+        if failure:
+            bucket.calls.append("delete (failed)")
+            raise failure
+        real_delete(oid)
+
+    bucket.delete = delete
+    uploads = iter([True, False])
+    real_upload = bucket.upload_from_stream_with_id
+
+    def upload(*args, **kwargs):
+        if not next(uploads):
+            bucket.upload_error = None
+        real_upload(*args, **kwargs)
+
+    bucket.upload_from_stream_with_id = upload
+    storage.Bucket(bucket).replace(FID, "a.mp3", src, {}, fresh=True)
+    assert bucket.calls == ["upload", "delete (failed)", "delete", "upload"]
+    assert bucket.orphan_chunks == set() and bucket.files == {ObjectId(FID): b"ID3 new content"}
 
 
 def test_failed_upload_leaves_no_orphan_chunks(tmp_path):

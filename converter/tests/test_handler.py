@@ -299,6 +299,8 @@ def test_retry_after_failed_upload_reuses_the_planned_fid(run, message, ffmpeg, 
 
     assert result["mp3_fid"] == fid
     assert [call[1] for call in mp3s.calls if call[0] == "replace"] == [fid, fid]
+    # Only the first attempt may skip removing leftovers: the second must delete what the first left.
+    assert mp3s.fresh == [True, False]
     assert list(mp3s.files) == [fid]  # one MP3, overwritten, never duplicated
     assert jobs.docs[JOB_ID]["attempts"] == 2
 

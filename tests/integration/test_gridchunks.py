@@ -11,11 +11,11 @@ import pytest
 from bson import ObjectId
 from gridfs.errors import CorruptGridFile
 
-from gateway.gridchunks import DELETE_BATCH, ChunkReader, ChunkWriter, chunk_id, delete_file
+from gateway.gridchunks import ChunkReader, ChunkWriter, delete_file
 
 pytestmark = pytest.mark.integration
 
-SMALL_CHUNK = 1024  # many chunks from little data: more than one delete batch
+SMALL_CHUNK = 1024  # many chunks from little data
 
 
 @pytest.fixture
@@ -47,30 +47,32 @@ def counts(db, fid: ObjectId) -> tuple[int, int]:
     return db["b.files"].count_documents({"_id": fid}), db["b.chunks"].count_documents({"files_id": fid})
 
 
-def test_written_file_is_plain_gridfs_with_keyed_chunk_ids(db):
+def test_written_file_is_plain_gridfs(db):
     data = os.urandom(3 * 255 * 1024 + 17)
     fid = write(db, data)
 
     assert read_all(db, fid, len(data)) == data
-    # Any GridFS client reads it: only the chunks' _id values are ours.
-    assert gridfs.GridFSBucket(db, "b").open_download_stream(fid).read() == data
-    ids = [c["_id"] for c in db["b.chunks"].find({"files_id": fid}, sort=[("n", 1)])]
-    assert ids == [chunk_id(fid, n) for n in range(4)] == [f"{fid}.{n}" for n in range(4)]
+    assert gridfs.GridFSBucket(db, "b").open_download_stream(fid).read() == data  # any GridFS client reads it
+    assert [c["n"] for c in db["b.chunks"].find({"files_id": fid}, sort=[("n", 1)])] == [0, 1, 2, 3]
 
 
-def test_ferretdb_answers_chunk_reads_from_its_index(db):
-    """Why the ids are keyed: FerretDB pushes an _id filter down to SQLite, a files_id filter it does not."""
-    fid = write(db, os.urandom(1000))
-    by_id = db.command("explain", {"find": "b.chunks", "filter": {"_id": chunk_id(fid, 0)}})
-    by_files_id = db.command("explain", {"find": "b.chunks", "filter": {"files_id": fid}, "sort": {"n": 1}})
-    assert by_id["filterPushdown"] is True
-    assert by_files_id["filterPushdown"] is False  # if this starts passing, files_id queries became cheap too
+def test_chunks_yields_the_stored_chunks_after_whatever_read_took(db):
+    data = os.urandom(3 * 255 * 1024 + 17)
+    fid = write(db, data)
+
+    with ChunkReader(db["b.chunks"], fid, len(data)) as reader:
+        assert [len(c) for c in reader.chunks()] == [255 * 1024] * 3 + [17]
+    with ChunkReader(db["b.chunks"], fid, len(data)) as reader:
+        head = reader.read(1000)
+        rest = list(reader.chunks())
+    assert [len(c) for c in rest] == [255 * 1024 - 1000] + [255 * 1024] * 2 + [17]
+    assert head + b"".join(rest) == data
 
 
 def test_delete_removes_every_chunk_and_only_that_file(db):
     other = write(db, os.urandom(5000), chunk_size=SMALL_CHUNK)
-    fid = write(db, os.urandom((2 * DELETE_BATCH + 3) * SMALL_CHUNK + 5), chunk_size=SMALL_CHUNK)
-    assert counts(db, fid) == (1, 2 * DELETE_BATCH + 4)
+    fid = write(db, os.urandom(130 * SMALL_CHUNK + 5), chunk_size=SMALL_CHUNK)
+    assert counts(db, fid) == (1, 131)
 
     delete_file(db["b.files"], db["b.chunks"], fid)
 
@@ -79,10 +81,9 @@ def test_delete_removes_every_chunk_and_only_that_file(db):
     delete_file(db["b.files"], db["b.chunks"], fid)  # again: nothing there, no error
 
 
-@pytest.mark.parametrize("chunks", [DELETE_BATCH - 1, DELETE_BATCH, DELETE_BATCH + 1])
-def test_delete_without_files_document_removes_an_interrupted_uploads_chunks(db, chunks):
-    fid = write(db, os.urandom(chunks * SMALL_CHUNK), chunk_size=SMALL_CHUNK, close=False)
-    assert counts(db, fid) == (0, chunks)
+def test_delete_without_files_document_removes_an_interrupted_uploads_chunks(db):
+    fid = write(db, os.urandom(7 * SMALL_CHUNK), chunk_size=SMALL_CHUNK, close=False)
+    assert counts(db, fid) == (0, 7)
 
     delete_file(db["b.files"], db["b.chunks"], fid)
 
@@ -97,10 +98,8 @@ def test_abort_deletes_what_was_written(db):
 
 
 def test_files_from_other_gridfs_clients_are_read_and_deleted(db):
-    """Random chunk ids (pymongo's GridFSBucket, mongofiles): found through files_id instead."""
     data = os.urandom(2 * 255 * 1024 + 9)
-    fid = gridfs.GridFSBucket(db, "b").upload_from_stream("legacy.mp4", io.BytesIO(data))
-    assert all(isinstance(c["_id"], ObjectId) for c in db["b.chunks"].find({"files_id": fid}))
+    fid = gridfs.GridFSBucket(db, "b").upload_from_stream("other.mp4", io.BytesIO(data))
 
     assert read_all(db, fid, len(data)) == data
     delete_file(db["b.files"], db["b.chunks"], fid)
@@ -110,7 +109,7 @@ def test_files_from_other_gridfs_clients_are_read_and_deleted(db):
 def test_a_missing_chunk_is_reported_not_skipped(db):
     data = os.urandom(3 * SMALL_CHUNK)
     fid = write(db, data, chunk_size=SMALL_CHUNK)
-    db["b.chunks"].delete_one({"_id": chunk_id(fid, 1)})
+    db["b.chunks"].delete_one({"files_id": fid, "n": 1})
 
     with pytest.raises(CorruptGridFile, match="chunk 1 "):
         read_all(db, fid, len(data), size=SMALL_CHUNK)
