@@ -106,5 +106,3 @@ class Storage:
                 )
                 self._db["videos.files"].create_index([("filename", pymongo.ASCENDING), ("uploadDate", pymongo.ASCENDING)])
                 self._indexes_ready = True
-
-
