@@ -460,8 +460,8 @@ def stage_video(db: Any, path: Path, owner: str = "bench@example.com") -> dict[s
     return {"job_id": job_id, "video_fid": str(fid), "username": owner, "filename": path.name}
 
 
-def wait_finished(db: Any, job_ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
-    """Polls `jobs` until every job is done or failed; returns the jobs. Raises on failure or timeout."""
+def wait_finished(db: Any, job_ids: list[str], timeout: float, poll_s: float = SAMPLE_S) -> dict[str, dict[str, Any]]:
+    """Polls `jobs` every poll_s until every job is done or failed; returns the jobs. Raises on failure or timeout."""
     pending, finished = set(job_ids), {}
     deadline = time.monotonic() + timeout
     while pending:
@@ -473,7 +473,7 @@ def wait_finished(db: Any, job_ids: list[str], timeout: float) -> dict[str, dict
         if pending:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(pending)} of {len(job_ids)} jobs not finished after {timeout:.0f} s")
-            time.sleep(SAMPLE_S)
+            time.sleep(poll_s)
     return finished
 
 
