@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements-dev.txt auth/requirements.txt gateway/requirements.txt \
+$(VENV)/.installed: requirements-dev.txt mp3core/requirements.txt mp3core/pyproject.toml auth/requirements.txt gateway/requirements.txt \
                     converter/requirements.txt notification/requirements.txt
 	scripts/infra.sh packages
 	python3 -m venv $(VENV)

@@ -1,0 +1,233 @@
+"""The inter-service contract, in one place: queues, messages, job statuses, options, ids and file names.
+
+The gateway and the converter build their messages here and the consumers parse them here, so a producer
+cannot drift from its consumer. docs/design.md describes the same contract in prose.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import PureWindowsPath
+from typing import Any
+
+from .errors import ContractError
+
+# --- queues ---------------------------------------------------------------------------------------------
+VIDEO_QUEUE = "video"  # gateway -> converter: an uploaded video to convert
+MP3_QUEUE = "mp3"      # converter -> notification: a job that ended, done or failed
+
+
+def dead_letter_queue(queue: str) -> str:
+    """Where the broker puts a message its consumer rejected for good."""
+    return queue + ".dlq"
+
+
+def queue_arguments(queue: str) -> dict[str, Any]:
+    """The exact declare arguments of `queue`: every declarer must pass the same, or the broker refuses it."""
+    return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead_letter_queue(queue)}
+
+
+def declare_queue(channel: Any, queue: str) -> None:
+    """Declares `queue` (durable, dead-lettering to its .dlq) and its dead-letter queue on a pika channel."""
+    channel.queue_declare(queue, durable=True, arguments=queue_arguments(queue))
+    channel.queue_declare(dead_letter_queue(queue), durable=True)
+
+
+# --- ids --------------------------------------------------------------------------------------------------
+JOB_ID = re.compile(r"[0-9a-f]{32}")   # uuid4().hex
+FILE_ID = re.compile(r"[0-9a-f]{24}")  # a GridFS ObjectId as str() prints it
+# One address, no display name: no separators that could smuggle in a second recipient.
+EMAIL = re.compile(r"[^@\s,;<>\"']+@[^@\s,;<>\"']+")
+
+
+def is_job_id(value: object) -> bool:
+    return isinstance(value, str) and JOB_ID.fullmatch(value) is not None
+
+
+def is_file_id(value: object) -> bool:
+    return isinstance(value, str) and FILE_ID.fullmatch(value) is not None
+
+
+# --- job statuses -----------------------------------------------------------------------------------------
+QUEUED, CONVERTING, DONE, FAILED, EXPIRED = "queued", "converting", "done", "failed", "expired"
+STATUSES = (QUEUED, CONVERTING, DONE, FAILED, EXPIRED)
+UNFINISHED = (QUEUED, CONVERTING)  # a converter may (still) work on these
+ENDED = (DONE, FAILED)             # the statuses an `mp3` message announces
+
+# --- output options ---------------------------------------------------------------------------------------
+OPTION_VALUES: dict[str, tuple[int, ...]] = {
+    "bitrate": (64, 80, 96, 112, 128, 160, 192, 224, 256, 320),  # LAME CBR kbit/s
+    "quality": tuple(range(10)),                                   # LAME VBR -q:a, 0 best
+    "channels": (1, 2),
+    "sample_rate": (22050, 44100, 48000),
+}
+OPTION_NAMES = tuple(OPTION_VALUES)
+OPTION_HINTS = {
+    "bitrate": "bitrate must be one of " + ", ".join(map(str, OPTION_VALUES["bitrate"]))
+               + " (kbit/s, constant bit rate)",
+    "quality": "quality must be an integer from 0 (best) to 9 (variable bit rate)",
+    "channels": "channels must be 1 or 2",
+    "sample_rate": "sample_rate must be one of " + ", ".join(map(str, OPTION_VALUES["sample_rate"])),
+}
+DEFAULT_BITRATE = 192  # used when neither bitrate nor quality is set
+
+
+@dataclass(frozen=True)
+class Options:
+    """Output options; None = the default (CBR 192 kbit/s, the source's channels and sample rate)."""
+
+    bitrate: int | None = None
+    quality: int | None = None
+    channels: int | None = None
+    sample_rate: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in OPTION_NAMES:
+            value = getattr(self, name)
+            # bool is an int subclass: true must not pass as channels=1.
+            if value is not None and (type(value) is not int or value not in OPTION_VALUES[name]):
+                raise ContractError(OPTION_HINTS[name], field=name)
+        if self.bitrate is not None and self.quality is not None:
+            raise ContractError("send either bitrate (constant) or quality (variable bit rate), not both",
+                                field="quality")
+
+    def to_dict(self) -> dict[str, int | None]:
+        """Every option, unset ones as None: the shape stored on the job and sent in the message."""
+        return asdict(self)
+
+
+def parse_options(raw: object) -> Options:
+    """The `options` of a message or job; absent or null (whole or per key) = default; ContractError if bad."""
+    if raw is None:
+        return Options()
+    if not isinstance(raw, dict):
+        raise ContractError("options must be an object", field="options")
+    unknown = sorted(set(raw) - set(OPTION_NAMES))
+    if unknown:
+        raise ContractError(f"unknown option {unknown[0]!r}"[:200], field=unknown[0][:64])
+    return Options(**{name: raw.get(name) for name in OPTION_NAMES})
+
+
+# --- file names -------------------------------------------------------------------------------------------
+DEFAULT_FILENAME = "video"
+MAX_FILENAME = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def clean_filename(raw: str | None) -> str:
+    """An uploaded file's name as stored: no client directory part, no control characters, at most 255 chars."""
+    name = PureWindowsPath(raw or "").name  # drops any client-side directory, / or \
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    if name in ("", ".", ".."):
+        return DEFAULT_FILENAME
+    return name[:MAX_FILENAME]
+
+
+def stem(filename: str) -> str:
+    """The name without directory, extension or control characters ('' if nothing is left)."""
+    name = PureWindowsPath(filename).name
+    base = name.rsplit(".", 1)[0] if "." in name[1:] else name
+    return _CONTROL.sub("", base).strip(" .")
+
+
+def mp3_filename(filename: str) -> str:
+    """'<stem>.mp3': the name the MP3 of an upload called `filename` is stored and offered under."""
+    return f"{stem(filename) or 'audio'}.mp3"
+
+
+# --- messages ---------------------------------------------------------------------------------------------
+def _require(raw: dict, name: str, ok: bool, what: str) -> Any:
+    if not ok:
+        raise ContractError(f"message field {name!r} is missing or not {what}", field=name)
+    return raw.get(name)
+
+
+def _object(raw: object) -> dict:
+    if not isinstance(raw, dict):
+        raise ContractError("message is not a JSON object")
+    return raw
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= 1024
+
+
+@dataclass(frozen=True)
+class VideoMessage:
+    """On `video`: the gateway stored a video for job_id; the converter turns it into an MP3."""
+
+    job_id: str
+    video_fid: str
+    username: str
+    filename: str
+    options: Options = field(default_factory=Options)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "video_fid": self.video_fid, "username": self.username,
+                "filename": self.filename, "options": self.options.to_dict()}
+
+    def done(self, mp3_fid: str) -> Mp3Message:
+        """The `mp3` message announcing this job's MP3."""
+        return Mp3Message(self.job_id, self.video_fid, self.username, self.filename, DONE, mp3_fid=mp3_fid)
+
+    def failed(self, reason: str) -> Mp3Message:
+        """The `mp3` message announcing that this job failed, and why."""
+        return Mp3Message(self.job_id, self.video_fid, self.username, self.filename, FAILED,
+                          error=reason or "conversion failed")
+
+
+def parse_video_message(raw: object, *, options: bool = True) -> VideoMessage:
+    """Validates a `video` message; ContractError naming the first bad field.
+
+    options=False skips (and defaults) the options: enough to tell the user that the job failed, even when it
+    failed because of its options.
+    """
+    raw = _object(raw)
+    job_id = _require(raw, "job_id", is_job_id(raw.get("job_id")), "a 32-character hex id")
+    video_fid = _require(raw, "video_fid", is_file_id(raw.get("video_fid")), "a 24-character hex file id")
+    username = _require(raw, "username", isinstance(raw.get("username"), str)
+                        and EMAIL.fullmatch(raw["username"]) is not None, "an email address")
+    filename = _require(raw, "filename", _text(raw.get("filename")), "a non-empty string")
+    return VideoMessage(job_id, video_fid, username, filename,
+                        parse_options(raw.get("options")) if options else Options())
+
+
+@dataclass(frozen=True)
+class Mp3Message:
+    """On `mp3`: job_id ended, `done` with mp3_fid or `failed` with a reason; notification emails the owner."""
+
+    job_id: str
+    video_fid: str | None
+    username: str
+    filename: str
+    status: str
+    mp3_fid: str | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in ENDED:
+            raise ContractError(f"status must be {DONE!r} or {FAILED!r}", field="status")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "video_fid": self.video_fid, "mp3_fid": self.mp3_fid,
+                "username": self.username, "filename": self.filename, "status": self.status, "error": self.error}
+
+
+def parse_mp3_message(raw: object) -> Mp3Message:
+    """Validates an `mp3` message; ContractError naming the first bad field."""
+    raw = _object(raw)
+    job_id = _require(raw, "job_id", is_job_id(raw.get("job_id")), "a 32-character hex id")
+    video_fid = raw.get("video_fid")
+    _require(raw, "video_fid", video_fid is None or is_file_id(video_fid), "a 24-character hex file id")
+    username = _require(raw, "username", isinstance(raw.get("username"), str)
+                        and EMAIL.fullmatch(raw["username"]) is not None, "an email address")
+    filename = _require(raw, "filename", _text(raw.get("filename")), "a non-empty string")
+    status = _require(raw, "status", raw.get("status") in ENDED, f"{DONE!r} or {FAILED!r}")
+    mp3_fid = error = None
+    if status == DONE:
+        mp3_fid = _require(raw, "mp3_fid", is_file_id(raw.get("mp3_fid")), "a 24-character hex file id")
+    else:
+        error = _require(raw, "error", raw.get("error") is None or isinstance(raw.get("error"), str),
+                         "a string or null")
+    return Mp3Message(job_id, video_fid, username, filename, status, mp3_fid=mp3_fid, error=error)
