@@ -1,37 +1,36 @@
 """Composition root for `python -m converter`: settings -> adapters -> handler, reaper -> consumer loop."""
 
 import functools
-import sys
 from datetime import timedelta
 
-from gridfs import GridFSBucket
-from pymongo import MongoClient
+from prometheus_client import REGISTRY
 
-from . import config, consumer, handler, health, logs
+from mp3core import health, logs, mongo, settings
+from mp3core.consumer import Consumer, ConsumerMetrics
+
+from . import handler
+from .config import Settings
 from .jobs import Jobs
+from .metrics import Metrics
 from .reaper import Reaper
 from .storage import Bucket
 
 
 def main() -> None:
-    try:
-        settings = config.Settings.from_env()
-    except config.ConfigError as exc:
-        sys.exit(f"converter: configuration error: {exc}")
+    config = settings.load("converter", Settings.from_env)
     logs.setup()
-    db = MongoClient(settings.mongo_uri, tz_aware=True).get_default_database()
-    ttl = timedelta(hours=settings.mp3_ttl_hours)
-    jobs = Jobs(db["jobs"], mp3_ttl=ttl)
-    videos = Bucket(GridFSBucket(db, "videos"), db["videos.chunks"], db["videos.files"])
-    mp3s = Bucket(GridFSBucket(db, "mp3s"), db["mp3s.chunks"], db["mp3s.files"])
-    handle = functools.partial(handler.handle, jobs=jobs, videos=videos, mp3s=mp3s, work_dir=settings.work_dir,
-                               max_attempts=settings.max_attempts)
-    loop = consumer.Consumer(settings.rabbitmq_url, settings.video_queue, handle,
-                             publish_queue=settings.mp3_queue,
-                             on_permanent=functools.partial(handler.fail, jobs=jobs),
-                             grace_s=50)  # the Deployment allows 60 s between SIGTERM and SIGKILL
-    reaper = Reaper(jobs=jobs, videos=videos, mp3s=mp3s, ttl=ttl, interval_s=settings.reaper_interval_s).start()
-    health.serve(settings.host, settings.metrics_port, loop.healthy)
+    db = mongo.connect(config.mongo_uri)
+    ttl = timedelta(hours=config.mp3_ttl_hours)
+    metrics = Metrics.create(REGISTRY)
+    jobs, videos, mp3s = Jobs(db["jobs"], mp3_ttl=ttl), Bucket(db, "videos"), Bucket(db, "mp3s")
+    handle = functools.partial(handler.handle, jobs=jobs, videos=videos, mp3s=mp3s, work_dir=config.work_dir,
+                               max_attempts=config.max_attempts, metrics=metrics)
+    loop = Consumer(config.rabbitmq_url, config.video_queue, handle, publish_queue=config.mp3_queue,
+                    on_permanent=functools.partial(handler.fail, jobs=jobs, metrics=metrics),
+                    grace_s=config.shutdown_grace_s, metrics=ConsumerMetrics.create(REGISTRY))
+    reaper = Reaper(jobs=jobs, videos=videos, mp3s=mp3s, ttl=ttl, interval_s=config.reaper_interval_s,
+                    metrics=metrics).start()
+    health.serve(config.host, config.metrics_port, loop.healthy, REGISTRY)
     try:
         loop.run()  # returns after SIGTERM/SIGINT once the job in progress settled
     finally:

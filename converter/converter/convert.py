@@ -14,9 +14,9 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
-from .errors import PermanentError
+from mp3core.contract import DEFAULT_BITRATE, Options
+from mp3core.errors import PermanentError
 
-PROGRESS_INTERVAL_S = 5.0
 _STDERR_TAIL = 4096  # ffmpeg can print an error per corrupt frame: only the end is worth reading
 _STDERR_LINE = 8192  # a longer "line" is read in pieces, so one endless line cannot grow memory either
 
@@ -29,54 +29,6 @@ class InputInfo:
     duration_s: float | None  # None when the container does not say (ffmpeg prints "Duration: N/A")
 
 
-@dataclass(frozen=True)
-class Mp3Options:
-    """Encoder settings; the defaults give the contract's CBR 192 kbit/s."""
-
-    bitrate: str = "192k"          # CBR bitrate, used when quality is None
-    quality: int | None = None     # LAME VBR quality 0 (best) .. 9, replaces bitrate when set
-    channels: int | None = None    # None keeps the source's; libmp3lame's encoder downmixes more than 2 to stereo
-    sample_rate: int | None = None  # None keeps the source's (LAME picks the nearest MP3 rate)
-
-
-# The values the gateway accepts (docs/design.md, "Jobs API, options, retention"); checked again here because
-# the queue is an API too: anything that can publish to it must not be able to pass ffmpeg arbitrary values.
-BITRATES = (64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
-QUALITIES = tuple(range(10))
-CHANNELS = (1, 2)
-SAMPLE_RATES = (22050, 44100, 48000)
-_ALLOWED = {"bitrate": BITRATES, "quality": QUALITIES, "channels": CHANNELS, "sample_rate": SAMPLE_RATES}
-
-
-def parse_options(raw: object) -> Mp3Options:
-    """The `options` of a `video` message as Mp3Options; absent or null (whole or per key) = default.
-
-    PermanentError naming the bad option: an unknown key or value means the user asked for something we
-    would not deliver, so failing says so rather than silently making a default MP3.
-    """
-    if raw is None:
-        return Mp3Options()
-    if not isinstance(raw, dict):
-        raise PermanentError("message field 'options' is not an object")
-    unknown = sorted(set(raw) - set(_ALLOWED))
-    if unknown:
-        raise PermanentError(f"unknown conversion option {unknown[0]!r}")
-    values: dict[str, int] = {}
-    for name, allowed in _ALLOWED.items():
-        value = raw.get(name)
-        if value is None:
-            continue
-        # bool is an int subclass: true must not pass as channels=1.
-        if type(value) is not int or value not in allowed:
-            raise PermanentError(f"conversion option {name!r} must be one of "
-                                 f"{', '.join(map(str, allowed))}, not {value!r}"[:200])
-        values[name] = value
-    if "bitrate" in values and "quality" in values:
-        raise PermanentError("conversion options 'bitrate' and 'quality' exclude each other")
-    bitrate = values.pop("bitrate", None)
-    return Mp3Options(**values) if bitrate is None else Mp3Options(bitrate=f"{bitrate}k", **values)
-
-
 class ConversionTimeout(RuntimeError):
     """ffmpeg ran past its time limit; transient, as it may be load rather than the file."""
 
@@ -87,7 +39,7 @@ def time_limit_s(duration_s: float | None) -> float:
     return 600.0 + (duration_s or 3600.0)
 
 
-def ffmpeg_args(src: Path, dst: Path, options: Mp3Options = Mp3Options()) -> list[str]:
+def ffmpeg_args(src: Path, dst: Path, options: Options = Options()) -> list[str]:
     """The ffmpeg command line: first audio stream only, no video, machine-readable progress on stdout.
 
     stderr is at info level, where ffmpeg describes its input (format, duration); `level` tags each message
@@ -98,7 +50,7 @@ def ffmpeg_args(src: Path, dst: Path, options: Mp3Options = Mp3Options()) -> lis
     if options.quality is not None:
         args += ["-q:a", str(options.quality)]
     else:
-        args += ["-b:a", options.bitrate]
+        args += ["-b:a", f"{options.bitrate or DEFAULT_BITRATE}k"]
     if options.channels is not None:
         args += ["-ac", str(options.channels)]
     if options.sample_rate is not None:
@@ -106,23 +58,20 @@ def ffmpeg_args(src: Path, dst: Path, options: Mp3Options = Mp3Options()) -> lis
     return args + [str(dst)]
 
 
-def to_mp3(src: Path, dst: Path, options: Mp3Options = Mp3Options(),
+def to_mp3(src: Path, dst: Path, options: Options = Options(),
            on_progress: Callable[[float], None] | None = None, *,
            on_input: Callable[[InputInfo], None] | None = None,
-           time_limit: Callable[[float | None], float] | None = time_limit_s,
-           progress_interval_s: float = PROGRESS_INTERVAL_S,
-           clock: Callable[[], float] = time.monotonic) -> InputInfo | None:
+           time_limit: Callable[[float | None], float] | None = time_limit_s) -> InputInfo | None:
     """Converts src to dst with ffmpeg, all on disk; returns what ffmpeg said about the input (None: nothing).
 
     on_input(info) is called once, as soon as ffmpeg has described the input and before the progress that
-    follows (on success at the latest when ffmpeg has finished); on_progress(seconds of output done) at most once per
-    progress_interval_s. Both run in the calling thread; an exception from either stops ffmpeg and propagates.
+    follows (on success at the latest when ffmpeg has finished); on_progress(seconds of output done) once per
+    progress block ffmpeg writes (about twice a second). Both run in the calling thread; an exception from either stops ffmpeg and propagates.
     time_limit(duration_s) is how long ffmpeg may run, counted from its start: asked with None at the start and
     again with the duration when ffmpeg reports it; time_limit=None runs without a limit.
 
     PermanentError for inputs ffmpeg cannot convert; ConversionTimeout or OSError for transient trouble.
     """
-    report = _Throttle(on_progress, progress_interval_s, clock)
     proc = subprocess.Popen(ffmpeg_args(src, dst, options), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
@@ -143,9 +92,10 @@ def to_mp3(src: Path, dst: Path, options: Mp3Options = Mp3Options(),
 
     try:
         with io.TextIOWrapper(proc.stdout, encoding="utf-8", errors="replace") as progress:
-            for seconds, final in progress_times(progress):
+            for seconds in progress_times(progress):
                 tell_input()
-                report(seconds, final)
+                if on_progress:
+                    on_progress(seconds)
         returncode = proc.wait()
     except BaseException:
         proc.kill()
@@ -166,8 +116,8 @@ def to_mp3(src: Path, dst: Path, options: Mp3Options = Mp3Options(),
     raise _failure(stderr.tail(), src)
 
 
-def progress_times(lines: Iterable[str]) -> Iterator[tuple[float, bool]]:
-    """Parses `ffmpeg -progress` key=value blocks; yields (out_time in seconds, is_last_block) per block."""
+def progress_times(lines: Iterable[str]) -> Iterator[float]:
+    """Parses `ffmpeg -progress` key=value blocks; yields the out_time in seconds of each block."""
     current: float | None = None
     for line in lines:
         key, _, value = line.strip().partition("=")
@@ -176,7 +126,7 @@ def progress_times(lines: Iterable[str]) -> Iterator[tuple[float, bool]]:
             if parsed is not None:
                 current = parsed
         elif key == "progress" and current is not None:
-            yield current, value == "end"
+            yield current
 
 
 def parse_out_time(value: str) -> float | None:
@@ -189,23 +139,6 @@ def parse_out_time(value: str) -> float | None:
     except ValueError:
         return None
     return hours * 3600 + minutes * 60 + seconds
-
-
-class _Throttle:
-    """Calls back at most once per interval, plus always for the final block."""
-
-    def __init__(self, callback: Callable[[float], None] | None, interval_s: float,
-                 clock: Callable[[], float]) -> None:
-        self._callback, self._interval, self._clock = callback, interval_s, clock
-        self._last: float | None = None
-
-    def __call__(self, seconds: float, final: bool = False) -> None:
-        if self._callback is None:
-            return
-        now = self._clock()
-        if final or self._last is None or now - self._last >= self._interval:
-            self._last = now
-            self._callback(seconds)
 
 
 # ffmpeg's `-loglevel level+...` tag: "[error] msg", or "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d1c0] [error] msg".

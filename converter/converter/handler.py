@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
 
-from .convert import InputInfo, Mp3Options, parse_options, time_limit_s, to_mp3
-from .errors import PermanentError
+from mp3core.contract import DONE, EXPIRED, FAILED, Options, VideoMessage, mp3_filename, parse_video_message
+from mp3core.errors import PermanentError
+
+from .convert import InputInfo, time_limit_s, to_mp3
 from .jobs import Jobs
-from .metrics import CONVERSION_SECONDS, JOBS
+from .metrics import Metrics
 from .storage import Bucket, MissingFile
 
 log = logging.getLogger(__name__)
-
-_JOB_ID = re.compile(r"[0-9a-f]{32}")
-_FID = re.compile(r"[0-9a-f]{24}")
-_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f]")
 
 PROGRESS_WRITE_S = 0.5  # the contract's "at most twice a second"
 PROGRESS_PAUSE_S = 30.0  # after a failed progress write
@@ -34,98 +30,61 @@ class JobGone(Exception):
     """The job document disappeared mid-conversion: its owner deleted it (DELETE /jobs/<id>)."""
 
 
-@dataclass(frozen=True)
-class VideoMessage:
-    job_id: str
-    video_fid: str
-    username: str
-    filename: str
-
-
-def parse_message(message: Any) -> VideoMessage:
-    """Validates a `video` message; PermanentError naming the first bad field."""
-    if not isinstance(message, dict):
-        raise PermanentError("message is not a JSON object")
-    fields = {}
-    for name, pattern, what in (("job_id", _JOB_ID, "a 32-character hex id"),
-                                ("video_fid", _FID, "a 24-character hex file id"),
-                                ("username", None, "a non-empty string"),
-                                ("filename", None, "a non-empty string")):
-        value = message.get(name)
-        if not isinstance(value, str) or not value.strip() or (pattern and not pattern.fullmatch(value)):
-            raise PermanentError(f"message field {name!r} is missing or not {what}")
-        fields[name] = value
-    return VideoMessage(**fields)
-
-
-def mp3_filename(filename: str) -> str:
-    """'<stem>.mp3' of the uploaded name, without any client-side directory part or control characters."""
-    name = PureWindowsPath(filename).name  # handles both / and \ separators
-    stem = _UNSAFE_NAME.sub("", name.rsplit(".", 1)[0] if "." in name[1:] else name).strip(" .")
-    return f"{stem or 'audio'}.mp3"
-
-
-def mp3_message(msg: VideoMessage, *, status: str, mp3_fid: str | None = None,
-                error: str | None = None) -> dict[str, Any]:
-    """The contract's `mp3` message."""
-    return {"job_id": msg.job_id, "video_fid": msg.video_fid, "mp3_fid": mp3_fid, "username": msg.username,
-            "filename": msg.filename, "status": status, "error": error}
-
-
 def handle(message: dict[str, Any], *, jobs: Jobs, videos: Bucket, mp3s: Bucket, work_dir: str | Path,
-           max_attempts: int, clock: Callable[[], float] = time.monotonic) -> dict[str, Any] | None:
+           max_attempts: int, metrics: Metrics,
+           clock: Callable[[], float] = time.monotonic) -> dict[str, Any] | None:
     """Converts the job's video; returns the `done` mp3 message to publish, or None when there is nothing to
     announce (the job was deleted by its owner). Safe to run again on redelivery."""
-    msg = parse_message(message)
+    # The options are checked apart: fail() must still be able to parse the message to tell the user.
+    msg = parse_video_message(message, options=False)
     job = jobs.get(msg.job_id)
     if job is None:
         # A queued job its owner deleted: cancelled, so no failure, no dead letter, no email.
-        return _drop("job no longer exists (deleted by its owner); dropping the message")
+        return _drop(metrics, "job no longer exists (deleted by its owner); dropping the message")
     if job.get("video_fid") not in (None, msg.video_fid):
         raise PermanentError("the message's video_fid does not match the job's")
-    if job.get("status") == "done":
+    if job.get("status") == DONE:
         # Redelivery after the work was durable (e.g. crash before the ack): announce it again, do not redo it.
         log.info("job already done; publishing its result again")
         videos.delete(msg.video_fid)  # in case the crash came between marking done and this cleanup
-        return mp3_message(msg, status="done", mp3_fid=job["mp3_fid"])
-    if job.get("status") == "expired":
+        return msg.done(job["mp3_fid"]).to_dict()
+    if job.get("status") == EXPIRED:
         # Done, announced and past retention long ago: nothing left to do or to say.
         log.info("job already done and expired; dropping the message")
         return None
-    if job.get("status") == "failed":
+    if job.get("status") == FAILED:
         raise PermanentError(job.get("error") or "the job has already failed")
-    # Checked apart from parse_message: fail() must still be able to parse the message to tell the user.
-    options = parse_options(message.get("options"))
+    options = parse_video_message(message).options
 
     job = jobs.start_attempt(msg.job_id)
     if job is None:
-        return _drop("job was deleted or finished meanwhile; dropping the message")
+        return _drop(metrics, "job was deleted or finished meanwhile; dropping the message")
     if job.get("attempts", 0) > max_attempts:
         raise PermanentError(f"gave up after {max_attempts} attempts")
     # Allocated once per job and stored before uploading: a retry overwrites the same file, never adds one.
     mp3_fid = jobs.plan_mp3_fid(msg.job_id, str(ObjectId()))
     if mp3_fid is None:
-        return _drop("job no longer exists (deleted by its owner); dropping the message")
+        return _drop(metrics, "job no longer exists (deleted by its owner); dropping the message")
     log.info("converting (attempt %d of %d)", job["attempts"], max_attempts,
-             extra={"options": {k: v for k, v in vars(options).items() if v is not None}})
+             extra={"options": {k: v for k, v in options.to_dict().items() if v is not None}})
 
     try:
         _convert(msg, options, mp3_fid, jobs=jobs, videos=videos, mp3s=mp3s, work_dir=work_dir, clock=clock,
-                 first_attempt=job["attempts"] == 1)
+                 metrics=metrics, first_attempt=job["attempts"] == 1)
     except JobGone:
-        return _discard(mp3s, mp3_fid)
+        return _discard(metrics, mp3s, mp3_fid)
     except PermanentError:
         # Deleting a job also deletes its video, so a converting job can fail for that very reason.
         if jobs.get(msg.job_id) is None:
-            return _discard(mp3s, mp3_fid)
+            return _discard(metrics, mp3s, mp3_fid)
         raise
-    JOBS.labels("done").inc()
+    metrics.jobs.labels(DONE).inc()
     log.info("converted", extra={"mp3_fid": mp3_fid})
-    return mp3_message(msg, status="done", mp3_fid=mp3_fid)
+    return msg.done(mp3_fid).to_dict()
 
 
-def _convert(msg: VideoMessage, options: Mp3Options, mp3_fid: str, *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
-             work_dir: str | Path, clock: Callable[[], float], first_attempt: bool) -> None:
+def _convert(msg: VideoMessage, options: Options, mp3_fid: str, *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
+             work_dir: str | Path, clock: Callable[[], float], metrics: Metrics, first_attempt: bool) -> None:
     """Download, ffmpeg, upload, mark done, delete the video; JobGone when the job disappears."""
     tmp = Path(tempfile.mkdtemp(prefix=f"job-{msg.job_id}-", dir=work_dir))
     try:
@@ -139,9 +98,8 @@ def _convert(msg: VideoMessage, options: Mp3Options, mp3_fid: str, *, jobs: Jobs
         progress = ProgressWriter(jobs, msg.job_id, clock)
         # Every progress block reaches the writer, which does its own (time-based) throttling. ffmpeg tells the
         # input's duration itself (and "no audio stream" is its error), so there is no separate probe to run.
-        to_mp3(src, dst, options, on_progress=progress, on_input=progress.input_known, time_limit=time_limit_s,
-               progress_interval_s=0.0)
-        CONVERSION_SECONDS.observe(clock() - started)
+        to_mp3(src, dst, options, on_progress=progress, on_input=progress.input_known, time_limit=time_limit_s)
+        metrics.conversion_seconds.observe(clock() - started)
         # Only an earlier attempt can have left part of an MP3 under the planned fid.
         mp3s.replace(mp3_fid, mp3_filename(msg.filename), dst,
                      metadata={"owner": msg.username, "job_id": msg.job_id}, fresh=first_attempt)
@@ -153,16 +111,16 @@ def _convert(msg: VideoMessage, options: Mp3Options, mp3_fid: str, *, jobs: Jobs
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _drop(reason: str) -> None:
+def _drop(metrics: Metrics, reason: str) -> None:
     log.info(reason)
-    JOBS.labels("dropped").inc()
+    metrics.jobs.labels("dropped").inc()
     return None
 
 
-def _discard(mp3s: Bucket, mp3_fid: str) -> None:
+def _discard(metrics: Metrics, mp3s: Bucket, mp3_fid: str) -> None:
     """The job was deleted while converting: remove the MP3 made for it (if any); announce nothing."""
     mp3s.delete(mp3_fid)
-    return _drop("job deleted by its owner while converting; its MP3 is deleted and nothing is published")
+    return _drop(metrics, "job deleted by its owner while converting; its MP3 is deleted and nothing is published")
 
 
 class ProgressWriter:
@@ -207,17 +165,17 @@ class ProgressWriter:
         self._written = percent
 
 
-def fail(message: dict[str, Any], error: Exception, *, jobs: Jobs) -> dict[str, Any] | None:
+def fail(message: dict[str, Any], error: Exception, *, jobs: Jobs, metrics: Metrics) -> dict[str, Any] | None:
     """On a PermanentError: marks the job `failed` and returns the `failed` mp3 message so the user hears of it.
 
     None (nothing to announce) when the message is unusable or the job is gone or already done.
     """
     try:
-        msg = parse_message(message)
+        msg = parse_video_message(message, options=False)
     except PermanentError:
         return None
-    reason = str(error) or "conversion failed"
-    if not jobs.mark_failed(msg.job_id, reason):
+    failed = msg.failed(str(error))
+    if not jobs.mark_failed(msg.job_id, failed.error or ""):
         return None
-    JOBS.labels("failed").inc()
-    return mp3_message(msg, status="failed", error=reason)
+    metrics.jobs.labels(FAILED).inc()
+    return failed.to_dict()

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import tenacity
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.collection import Collection
-from pymongo.errors import ConnectionFailure
 
-log = logging.getLogger(__name__)
-
-# MongoDB down or failing over: retry in place rather than redoing a whole conversion. After five minutes
-# the error reaches the consumer, which requeues the message with its own backoff.
-retry_transient = tenacity.retry(
-    retry=tenacity.retry_if_exception_type(ConnectionFailure),
-    wait=tenacity.wait_exponential(multiplier=1, min=1, max=30),
-    stop=tenacity.stop_after_delay(300),
-    reraise=True,
-    before_sleep=lambda state: log.warning(
-        "MongoDB unavailable in %s (%s); retrying in %.0f s", state.fn.__name__ if state.fn else "?",
-        state.outcome.exception() if state.outcome else "?", state.next_action.sleep if state.next_action else 0),
-)
+from mp3core.contract import CONVERTING, DONE, EXPIRED, FAILED, UNFINISHED
+from mp3core.mongo import retry_transient
 
 
 def _now() -> datetime:
@@ -50,8 +36,8 @@ class Jobs:
         A retry after a lost reply may count one attempt twice; erring towards giving up sooner is fine.
         """
         return self._jobs.find_one_and_update(
-            {"_id": job_id, "status": {"$in": ["queued", "converting"]}},
-            {"$inc": {"attempts": 1}, "$set": {"status": "converting", "updated_at": self._clock()}},
+            {"_id": job_id, "status": {"$in": list(UNFINISHED)}},
+            {"$inc": {"attempts": 1}, "$set": {"status": CONVERTING, "updated_at": self._clock()}},
             return_document=ReturnDocument.AFTER)
 
     @retry_transient
@@ -77,14 +63,14 @@ class Jobs:
         """Sets `done`, progress 100 and expires_at = now + the MP3's TTL; False if the job is gone."""
         now = self._clock()
         return self._jobs.update_one({"_id": job_id}, {"$set": {
-            "status": "done", "mp3_fid": mp3_fid, "error": None, "progress": 100,
+            "status": DONE, "mp3_fid": mp3_fid, "error": None, "progress": 100,
             "expires_at": now + self._mp3_ttl, "updated_at": now}}).matched_count == 1
 
     @retry_transient
     def mark_failed(self, job_id: str, reason: str) -> bool:
         """Sets `failed` with the reason unless the job is gone or already done/expired; True if it was marked."""
-        result = self._jobs.update_one({"_id": job_id, "status": {"$nin": ["done", "expired"]}}, {"$set": {
-            "status": "failed", "error": reason, "updated_at": self._clock()}})
+        result = self._jobs.update_one({"_id": job_id, "status": {"$nin": [DONE, EXPIRED]}}, {"$set": {
+            "status": FAILED, "error": reason, "updated_at": self._clock()}})
         return result.matched_count == 1
 
     # --- retention (the reaper) ------------------------------------------------------------------------
@@ -97,7 +83,7 @@ class Jobs:
     @retry_transient
     def expired_mp3s(self, now: datetime, limit: int) -> list[dict[str, Any]]:
         """Done jobs whose expires_at has passed: [{"_id", "mp3_fid"}], oldest first."""
-        return list(self._jobs.find({"status": "done", "expires_at": {"$lte": now}}, {"mp3_fid": 1},
+        return list(self._jobs.find({"status": DONE, "expires_at": {"$lte": now}}, {"mp3_fid": 1},
                                     sort=[("expires_at", ASCENDING)], limit=limit))
 
     @retry_transient
@@ -107,14 +93,14 @@ class Jobs:
         Conditional, so on MongoDB exactly one of several replicas reaping at once records (and counts) it.
         FerretDB v1 does not isolate conditional updates: there two may both "match"; the end state is the same.
         """
-        result = self._jobs.update_one({"_id": job_id, "status": "done", "mp3_fid": mp3_fid}, {"$set": {
-            "status": "expired", "mp3_fid": None, "updated_at": self._clock()}})
+        result = self._jobs.update_one({"_id": job_id, "status": DONE, "mp3_fid": mp3_fid}, {"$set": {
+            "status": EXPIRED, "mp3_fid": None, "updated_at": self._clock()}})
         return result.matched_count == 1
 
     @retry_transient
     def stale_failed_videos(self, failed_before: datetime, limit: int) -> list[dict[str, Any]]:
         """Failed jobs last updated before failed_before that still have a video: [{"_id", "video_fid"}]."""
-        return list(self._jobs.find({"status": "failed", "updated_at": {"$lte": failed_before},
+        return list(self._jobs.find({"status": FAILED, "updated_at": {"$lte": failed_before},
                                      "video_fid": {"$ne": None}}, {"video_fid": 1},
                                     sort=[("updated_at", ASCENDING)], limit=limit))
 
@@ -124,6 +110,6 @@ class Jobs:
 
         updated_at is left alone: the job's visible state does not change.
         """
-        result = self._jobs.update_one({"_id": job_id, "status": "failed", "video_fid": video_fid},
+        result = self._jobs.update_one({"_id": job_id, "status": FAILED, "video_fid": video_fid},
                                        {"$set": {"video_fid": None}})
         return result.matched_count == 1

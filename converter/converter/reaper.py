@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from .jobs import Jobs
-from .metrics import REAPER_DELETIONS, REAPER_ERRORS
+from .metrics import Metrics
 from .storage import Bucket
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def reap_once(*, jobs: Jobs, videos: Bucket, mp3s: Bucket, ttl: timedelta, now: datetime,
+def reap_once(*, jobs: Jobs, videos: Bucket, mp3s: Bucket, ttl: timedelta, now: datetime, metrics: Metrics,
               stopping: Callable[[], bool] = lambda: False) -> dict[str, int]:
     """One retention pass; returns how many MP3s and videos this pass deleted.
 
@@ -37,14 +37,14 @@ def reap_once(*, jobs: Jobs, videos: Bucket, mp3s: Bucket, ttl: timedelta, now: 
             mp3s.delete(job["mp3_fid"])
         if jobs.mark_expired(job["_id"], job.get("mp3_fid")):
             counts["mp3"] += 1
-            REAPER_DELETIONS.labels("mp3").inc()
+            metrics.reaper_deletions.labels("mp3").inc()
             log.info("MP3 expired and deleted", extra={"job_id": job["_id"], "mp3_fid": job.get("mp3_fid")})
 
     def delete_video(job: dict) -> None:
         videos.delete(job["video_fid"])
         if jobs.forget_video(job["_id"], job["video_fid"]):
             counts["video"] += 1
-            REAPER_DELETIONS.labels("video").inc()
+            metrics.reaper_deletions.labels("video").inc()
             log.info("video of a failed job deleted", extra={"job_id": job["_id"], "video_fid": job["video_fid"]})
 
     _in_batches(lambda: jobs.expired_mp3s(now, BATCH), expire_mp3, stopping)
@@ -69,8 +69,9 @@ class Reaper:
     """Runs reap_once every interval_s in a daemon thread until stop(); an error is logged, never fatal."""
 
     def __init__(self, *, jobs: Jobs, videos: Bucket, mp3s: Bucket, ttl: timedelta, interval_s: float,
-                 clock: Callable[[], datetime] = _now) -> None:
+                 metrics: Metrics, clock: Callable[[], datetime] = _now) -> None:
         self._jobs, self._videos, self._mp3s = jobs, videos, mp3s
+        self._metrics = metrics
         self._ttl, self._interval = ttl, interval_s
         self._clock = clock
         self._stop = threading.Event()
@@ -94,9 +95,9 @@ class Reaper:
                 self._jobs.ensure_retention_index()
                 self._indexed = True
             counts = reap_once(jobs=self._jobs, videos=self._videos, mp3s=self._mp3s, ttl=self._ttl,
-                               now=self._clock(), stopping=self._stop.is_set)
+                               now=self._clock(), metrics=self._metrics, stopping=self._stop.is_set)
         except Exception:  # noqa: BLE001 - the reaper must outlive MongoDB outages and bugs alike
-            REAPER_ERRORS.inc()
+            self._metrics.reaper_errors.inc()
             log.exception("retention pass failed; retrying in %.0f s", self._interval)
             return None
         if any(counts.values()):

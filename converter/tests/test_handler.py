@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from converter import handler
-from converter.convert import InputInfo, Mp3Options, time_limit_s
-from converter.errors import PermanentError
-from converter.metrics import JOBS
+from converter.convert import InputInfo, time_limit_s
+from mp3core.errors import PermanentError
+from converter.metrics import Metrics
+from mp3core.contract import Options, mp3_filename
+from prometheus_client import CollectorRegistry
 from converter.storage import MissingFile
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -23,18 +25,16 @@ class FakeFfmpeg:
     def __init__(self) -> None:
         self.info: InputInfo | None = InputInfo("mov,mp4,m4a,3gp,3g2,mj2", 12.0)  # None: ffmpeg never says
         self.converted: list[tuple[Path, Path]] = []
-        self.options: list[Mp3Options] = []
+        self.options: list[Options] = []
         self.time_limits: list[object] = []
         self.progress_seconds: list[float] = [6.0]  # out_time values ffmpeg "reports", in order
         self.error: Exception | None = None
 
-    def to_mp3(self, src, dst, options, on_progress=None, *, on_input=None, time_limit=None,
-               progress_interval_s=5.0):
+    def to_mp3(self, src, dst, options, on_progress=None, *, on_input=None, time_limit=None):
         assert src.exists()
         self.converted.append((src, dst))
         self.options.append(options)
         self.time_limits.append(time_limit)
-        assert progress_interval_s == 0.0  # the handler's ProgressWriter throttles, not to_mp3
         # Like the real to_mp3: the input first, then progress; an exception from either stops the conversion.
         if on_input and self.info:
             on_input(self.info)
@@ -58,8 +58,11 @@ class Clock:
         return self.now
 
 
+METRICS = Metrics.create(CollectorRegistry())
+
+
 def counter(outcome: str) -> float:
-    return JOBS.labels(outcome)._value.get()
+    return METRICS.jobs.labels(outcome)._value.get()
 
 
 @pytest.fixture
@@ -76,7 +79,7 @@ def run(jobs, videos, mp3s, tmp_path):
 
     def run(message, max_attempts=3):
         return handler.handle(message, jobs=jobs, videos=videos, mp3s=mp3s, work_dir=work_dir,
-                              max_attempts=max_attempts, clock=Clock(step=1.0))
+                              max_attempts=max_attempts, metrics=METRICS, clock=Clock(step=1.0))
     run.work_dir = work_dir
     return run
 
@@ -88,8 +91,8 @@ def run(jobs, videos, mp3s, tmp_path):
     ({"video_fid": "65a1b2c3"}, "message field 'video_fid' is missing or not a 24-character hex file id"),
     ({"video_fid": ["65a1b2c3d4e5f60718293a4b"]},
      "message field 'video_fid' is missing or not a 24-character hex file id"),
-    ({"username": ""}, "message field 'username' is missing or not a non-empty string"),
-    ({"username": 7}, "message field 'username' is missing or not a non-empty string"),
+    ({"username": ""}, "message field 'username' is missing or not an email address"),
+    ({"username": 7}, "message field 'username' is missing or not an email address"),
     ({"filename": "   "}, "message field 'filename' is missing or not a non-empty string"),
     ({"filename": None}, "message field 'filename' is missing or not a non-empty string"),
 ])
@@ -142,25 +145,25 @@ def test_failed_job_stays_failed(run, message, ffmpeg, jobs, make_job):
 
 def test_default_options_when_the_message_has_none(run, message, ffmpeg):
     run(message())
-    assert ffmpeg.options == [Mp3Options()]
+    assert ffmpeg.options == [Options()]
 
 
 def test_message_options_reach_ffmpeg(run, message, ffmpeg):
     run(message(options={"bitrate": None, "quality": 3, "channels": 1, "sample_rate": 48000}))
-    assert ffmpeg.options == [Mp3Options(quality=3, channels=1, sample_rate=48000)]
+    assert ffmpeg.options == [Options(quality=3, channels=1, sample_rate=48000)]
 
 
 @pytest.mark.parametrize(("options", "error"), [
-    ({"bitrate": 100}, "conversion option 'bitrate' must be one of"),
-    ({"bitrate": 128, "quality": 2}, "conversion options 'bitrate' and 'quality' exclude each other"),
-    ({"speed": 2}, "unknown conversion option 'speed'"),
+    ({"bitrate": 100}, "bitrate must be one of"),
+    ({"bitrate": 128, "quality": 2}, "send either bitrate (constant) or quality (variable bit rate), not both"),
+    ({"speed": 2}, "unknown option 'speed'"),
 ])
 def test_bad_options_fail_the_job_with_the_reason(run, message, ffmpeg, jobs, options, error):
     with pytest.raises(PermanentError) as caught:
         run(message(options=options))
     assert str(caught.value).startswith(error) and ffmpeg.converted == []
     # The consumer then calls fail(): the job is marked failed and the user is told why.
-    failed = handler.fail(message(options=options), caught.value, jobs=jobs)
+    failed = handler.fail(message(options=options), caught.value, jobs=jobs, metrics=METRICS)
     assert failed["status"] == "failed" and failed["error"].startswith(error)
     assert jobs.docs[JOB_ID]["status"] == "failed"
 
@@ -339,7 +342,7 @@ def test_temp_files_are_removed_on_success(run, message, ffmpeg):
 
 def test_fail_marks_job_failed_and_returns_failed_message(jobs, message):
     before = counter("failed")
-    result = handler.fail(message(), PermanentError("the video has no audio stream"), jobs=jobs)
+    result = handler.fail(message(), PermanentError("the video has no audio stream"), jobs=jobs, metrics=METRICS)
 
     assert result == {"job_id": JOB_ID, "video_fid": VIDEO_FID, "mp3_fid": None, "username": OWNER,
                       "filename": "holiday.mp4", "status": "failed", "error": "the video has no audio stream"}
@@ -360,7 +363,7 @@ def test_fail_announces_nothing_when_nobody_or_nothing_to_tell(jobs, message, ma
     else:
         jobs.docs[JOB_ID] = make_job(status="expired", mp3_fid=None)
     before = counter("failed")
-    assert handler.fail(msg, PermanentError("x"), jobs=jobs) is None
+    assert handler.fail(msg, PermanentError("x"), jobs=jobs, metrics=METRICS) is None
     assert counter("failed") == before
     if case in ("job done", "job expired"):
         assert jobs.docs[JOB_ID]["status"] == case.split()[1]
@@ -463,7 +466,7 @@ def test_progress_write_failure_pauses_the_writes(caplog):
     ("...", "audio.mp3"),
 ])
 def test_mp3_filename(filename, expected):
-    assert handler.mp3_filename(filename) == expected
+    assert mp3_filename(filename) == expected
 
 
 def test_real_ffmpeg_produces_an_mp3(clip, run, message, videos, mp3s, jobs):

@@ -9,7 +9,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from converter import reaper
-from converter.metrics import REAPER_DELETIONS, REAPER_ERRORS
+from converter.metrics import Metrics
+from prometheus_client import CollectorRegistry
+
+METRICS = Metrics.create(CollectorRegistry())
+REAPER_DELETIONS, REAPER_ERRORS = METRICS.reaper_deletions, METRICS.reaper_errors
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 TTL = timedelta(hours=24)
@@ -46,7 +50,7 @@ def world(jobs, videos, mp3s):
 
 
 def reap(jobs, videos, mp3s, **kw):
-    return reaper.reap_once(jobs=jobs, videos=videos, mp3s=mp3s, ttl=TTL, now=NOW, **kw)
+    return reaper.reap_once(jobs=jobs, videos=videos, mp3s=mp3s, ttl=TTL, now=NOW, metrics=METRICS, **kw)
 
 
 def status(jobs, name):
@@ -139,7 +143,8 @@ def test_stop_request_ends_the_pass_early(world):
 
 
 def make_reaper(jobs, videos, mp3s, interval_s=3600.0):
-    return reaper.Reaper(jobs=jobs, videos=videos, mp3s=mp3s, ttl=TTL, interval_s=interval_s, clock=lambda: NOW)
+    return reaper.Reaper(jobs=jobs, videos=videos, mp3s=mp3s, ttl=TTL, interval_s=interval_s, metrics=METRICS,
+                         clock=lambda: NOW)
 
 
 def test_run_once_logs_and_counts_errors_instead_of_raising(world, caplog):

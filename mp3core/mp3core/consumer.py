@@ -189,6 +189,11 @@ class Consumer:
         self._grace_s = grace_s
         self._connect_fn = connect or self._connect
         self._metrics = metrics or ConsumerMetrics.create(CollectorRegistry())
+        # Every series exported from the start at 0, so rate() and alerts see them before the first event.
+        for outcome in Outcome:
+            self._metrics.messages.labels(queue, outcome.value)
+        self._metrics.redeliveries.labels(queue)
+        self._metrics.connected.labels(queue).set(0)
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._failures = 0  # consecutive transient failures, for the requeue delay

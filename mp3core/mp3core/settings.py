@@ -29,7 +29,6 @@ class Env:
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
-        self.dev_mode = self.bool("DEV_MODE", False)
 
     def raw(self, name: str) -> str | None:
         value = self._environ.get(name, "")
@@ -51,7 +50,8 @@ class Env:
             if default is None:
                 raise ConfigError(f"{name} is required but not set")
             value = default
-        if DEV_PLACEHOLDER in value and not self.dev_mode:
+        # DEV_MODE is read only here, so a service without secrets does not read (or list) it.
+        if DEV_PLACEHOLDER in value and not self.bool("DEV_MODE", False):
             raise ConfigError(f"{name} holds a development placeholder; set a real value (or DEV_MODE=true)")
         return value
 
@@ -98,10 +98,11 @@ class Env:
             raise ConfigError("RABBITMQ_URL must start with amqp:// or amqps://")
         return url
 
-    def http_url(self, name: str, default: str) -> str:
-        """An http(s) base URL; a bare host:port (a Kubernetes Service address) means http://host:port."""
+    def http_url(self, name: str, default: str, *, bare_host_ok: bool = True) -> str:
+        """An http(s) base URL without a trailing slash; with bare_host_ok, host:port (a Kubernetes Service
+        address) means http://host:port."""
         value = self.str(name, default)
-        url = value if "://" in value else f"http://{value}"
+        url = value if "://" in value or not bare_host_ok else f"http://{value}"
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"{name}={value!r} is not an http(s) URL or host:port"[:200])

@@ -1,28 +1,30 @@
 """Composition root for `python -m notification`: settings -> adapters -> handler -> consumer loop."""
 
 import functools
-import sys
 
-from pymongo import MongoClient
+from prometheus_client import REGISTRY
 
-from . import config, consumer, handler, health, logs
+from mp3core import health, logs, mongo, settings
+from mp3core.consumer import Consumer, ConsumerMetrics
+
+from . import handler
+from .config import Settings
 from .jobs import Jobs
 from .mailer import Mailer
+from .metrics import Metrics
 
 
 def main() -> None:
-    try:
-        settings = config.Settings.from_env()
-    except config.ConfigError as exc:
-        sys.exit(f"notification: configuration error: {exc}")
+    config = settings.load("notification", Settings.from_env)
     logs.setup()
-    db = MongoClient(settings.mongo_uri, tz_aware=True).get_default_database()
-    mailer = Mailer(settings.smtp_host, settings.smtp_port, sender=settings.smtp_from, user=settings.smtp_user,
-                    password=settings.smtp_password, starttls=settings.smtp_starttls)
+    db = mongo.connect(config.mongo_uri)
+    mailer = Mailer(config.smtp_host, config.smtp_port, sender=config.smtp_from, user=config.smtp_user,
+                    password=config.smtp_password, starttls=config.smtp_starttls)
     handle = functools.partial(handler.handle, jobs=Jobs(db["jobs"]), send=mailer.send,
-                               public_url=settings.public_url)
-    loop = consumer.Consumer(settings.rabbitmq_url, settings.mp3_queue, handle)
-    health.serve(settings.host, settings.metrics_port, loop.healthy)
+                               public_url=config.public_url, metrics=Metrics.create(REGISTRY))
+    loop = Consumer(config.rabbitmq_url, config.mp3_queue, handle, grace_s=config.shutdown_grace_s,
+                    metrics=ConsumerMetrics.create(REGISTRY))
+    health.serve(config.host, config.metrics_port, loop.healthy, REGISTRY)
     loop.run()
 
 

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+
+from mp3core.contract import MP3_QUEUE
+from mp3core.settings import ConfigError, Env
 
 # Every variable this service reads; the ConfigMap/Secret and the README's table list the same names.
 ENV_VARS = ("HOST", "METRICS_PORT", "MONGO_URI", "RABBITMQ_URL", "MP3_QUEUE", "SMTP_HOST", "SMTP_PORT",
-            "SMTP_USER", "SMTP_PASSWORD", "SMTP_FROM", "SMTP_STARTTLS", "PUBLIC_URL")
-
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
-
-
-class ConfigError(ValueError):
-    """A variable is missing or unparsable; the message is one line naming it."""
+            "SMTP_USER", "SMTP_PASSWORD", "SMTP_FROM", "SMTP_STARTTLS", "PUBLIC_URL", "SHUTDOWN_GRACE_SECONDS",
+            "DEV_MODE")
 
 
 @dataclass(frozen=True)
@@ -33,70 +29,27 @@ class Settings:
     smtp_from: str
     smtp_starttls: bool
     public_url: str
+    shutdown_grace_s: int  # how long a stop waits for the email in progress (below the pod's grace period)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        def get(name: str, default: str) -> str:
-            return environ.get(name, "").strip() or default
-
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = Env(environ)
+        smtp_from = env.str("SMTP_FROM", "mp3converter@localhost")
+        if "@" not in smtp_from or any(c in smtp_from for c in "\r\n"):
+            raise ConfigError(f"SMTP_FROM={smtp_from!r} is not an email address")
         return cls(
-            host=get("HOST", "127.0.0.1"),
-            metrics_port=_int("METRICS_PORT", get("METRICS_PORT", "9102")),
-            mongo_uri=_mongo_uri(get("MONGO_URI", "mongodb://127.0.0.1:27017/mp3converter")),
-            rabbitmq_url=_amqp_url(get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")),
-            mp3_queue=get("MP3_QUEUE", "mp3"),
-            smtp_host=get("SMTP_HOST", "127.0.0.1"),
-            smtp_port=_int("SMTP_PORT", get("SMTP_PORT", "1025")),
-            smtp_user=get("SMTP_USER", ""),
-            # Not stripped: a password may legitimately start or end with a space.
-            smtp_password=environ.get("SMTP_PASSWORD", ""),
-            smtp_from=_address("SMTP_FROM", get("SMTP_FROM", "mp3converter@localhost")),
-            smtp_starttls=_bool("SMTP_STARTTLS", get("SMTP_STARTTLS", "false")),
-            public_url=_public_url(get("PUBLIC_URL", "http://localhost:8080")),
+            host=env.str("HOST", "127.0.0.1"),
+            metrics_port=env.port("METRICS_PORT", 9102),
+            mongo_uri=env.mongo_uri(),
+            rabbitmq_url=env.amqp_url(),
+            mp3_queue=env.str("MP3_QUEUE", MP3_QUEUE),
+            smtp_host=env.str("SMTP_HOST", "127.0.0.1"),
+            smtp_port=env.port("SMTP_PORT", 1025),
+            smtp_user=env.str("SMTP_USER", ""),
+            smtp_password=env.secret("SMTP_PASSWORD", default=""),  # empty: no SMTP login
+            smtp_from=smtp_from,
+            smtp_starttls=env.bool("SMTP_STARTTLS", False),
+            # Shown to users in the email: a bare host:port is a mistake here, not a shorthand.
+            public_url=env.http_url("PUBLIC_URL", "http://localhost:8080", bare_host_ok=False),
+            shutdown_grace_s=env.int("SHUTDOWN_GRACE_SECONDS", 25, 1, 3600),
         )
-
-
-def _int(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if not 1 <= value <= 65535:
-        raise ConfigError(f"{name}={value} is not a port number (1..65535)")
-    return value
-
-
-def _bool(name: str, raw: str) -> bool:
-    if raw.lower() in _TRUE:
-        return True
-    if raw.lower() in _FALSE:
-        return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")
-
-
-def _address(name: str, raw: str) -> str:
-    if "@" not in raw or any(c in raw for c in "\r\n"):
-        raise ConfigError(f"{name}={raw!r} is not an email address")
-    return raw
-
-
-def _public_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"PUBLIC_URL={url!r} is not an http(s) URL")
-    return url.rstrip("/")
-
-
-def _mongo_uri(uri: str) -> str:
-    parts = urlsplit(uri)
-    if parts.scheme not in ("mongodb", "mongodb+srv"):
-        raise ConfigError("MONGO_URI must start with mongodb:// or mongodb+srv://")
-    if not parts.path.strip("/"):
-        raise ConfigError("MONGO_URI must name the database in its path, e.g. mongodb://host:27017/mp3converter")
-    return uri
-
-
-def _amqp_url(url: str) -> str:
-    if urlsplit(url).scheme not in ("amqp", "amqps"):
-        raise ConfigError("RABBITMQ_URL must start with amqp:// or amqps://")
-    return url

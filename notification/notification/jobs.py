@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timezone
 from typing import Any
 
-import tenacity
 from pymongo.collection import Collection
-from pymongo.errors import ConnectionFailure
 
-log = logging.getLogger(__name__)
-
-# MongoDB down or failing over: retry in place. After five minutes the error reaches the consumer, which
-# requeues the message with its own backoff.
-retry_transient = tenacity.retry(
-    retry=tenacity.retry_if_exception_type(ConnectionFailure),
-    wait=tenacity.wait_exponential(multiplier=1, min=1, max=30),
-    stop=tenacity.stop_after_delay(300),
-    reraise=True,
-    before_sleep=lambda state: log.warning(
-        "MongoDB unavailable in %s (%s); retrying in %.0f s", state.fn.__name__ if state.fn else "?",
-        state.outcome.exception() if state.outcome else "?", state.next_action.sleep if state.next_action else 0),
-)
+from mp3core.mongo import retry_transient
 
 
 def _now() -> datetime:

@@ -7,7 +7,7 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from .errors import PermanentError
+from mp3core.errors import PermanentError
 
 
 class MailUnavailable(Exception):

@@ -25,6 +25,7 @@ def test_overrides():
         "mail", 587, "u", " pw ", "noreply@example.com", True)
     assert s.public_url == "https://mp3.example.com"  # no double slash in the curl command
     assert (s.mp3_queue, s.metrics_port) == ("m", 9000)
+    assert Settings.from_env({}).shutdown_grace_s == 25
 
 
 def test_reads_exactly_env_vars():
@@ -34,8 +35,14 @@ def test_reads_exactly_env_vars():
             return super().get(key, default)
 
     seen: set[str] = set()
-    Settings.from_env(Recorder())
+    Settings.from_env(Recorder(SMTP_PASSWORD="dev-only-smtp-password", DEV_MODE="true"))
     assert seen == set(ENV_VARS)
+
+
+def test_a_dev_placeholder_password_needs_dev_mode():
+    with pytest.raises(ConfigError, match="SMTP_PASSWORD holds a development placeholder"):
+        Settings.from_env({"SMTP_PASSWORD": "dev-only-smtp-password"})
+    assert Settings.from_env({"SMTP_PASSWORD": "dev-only-smtp-password", "DEV_MODE": "true"}).smtp_password
 
 
 def test_secrets_stay_out_of_repr():
@@ -45,10 +52,11 @@ def test_secrets_stay_out_of_repr():
 
 
 @pytest.mark.parametrize(("env", "message"), [
-    ({"SMTP_PORT": "smtp"}, "SMTP_PORT='smtp' is not an integer"),
-    ({"SMTP_PORT": "70000"}, "SMTP_PORT=70000 is not a port number"),
-    ({"METRICS_PORT": "-1"}, "METRICS_PORT=-1 is not a port number"),
-    ({"SMTP_STARTTLS": "maybe"}, "SMTP_STARTTLS='maybe' is not a boolean"),
+    ({"SMTP_PORT": "smtp"}, "SMTP_PORT must be an integer, got 'smtp'"),
+    ({"SMTP_PORT": "70000"}, "SMTP_PORT must be between 1 and 65535, got 70000"),
+    ({"METRICS_PORT": "-1"}, "METRICS_PORT must be between 1 and 65535, got -1"),
+    ({"SMTP_STARTTLS": "maybe"}, "SMTP_STARTTLS must be true or false, got 'maybe'"),
+    ({"SHUTDOWN_GRACE_SECONDS": "0"}, "SHUTDOWN_GRACE_SECONDS must be between 1 and 3600, got 0"),
     ({"SMTP_FROM": "nobody"}, "SMTP_FROM='nobody' is not an email address"),
     ({"PUBLIC_URL": "localhost:8080"}, "PUBLIC_URL='localhost:8080' is not an http(s) URL"),
     ({"MONGO_URI": "mongodb://db"}, "MONGO_URI must name the database in its path"),

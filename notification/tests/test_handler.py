@@ -8,9 +8,13 @@ from datetime import datetime, timezone
 import pytest
 
 from notification import handler
-from notification.errors import PermanentError
+from mp3core.errors import PermanentError
 from notification.mailer import MailUnavailable
-from notification.metrics import EMAILS_FAILED, EMAILS_SENT
+from notification.metrics import Metrics
+from prometheus_client import CollectorRegistry
+
+METRICS = Metrics.create(CollectorRegistry())
+EMAILS_FAILED, EMAILS_SENT = METRICS.emails_failed, METRICS.emails_sent
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 OWNER = "alice@example.com"
@@ -34,7 +38,8 @@ def run(jobs, send):
     sleeps: list[float] = []
 
     def run(message):
-        return handler.handle(message, jobs=jobs, send=send, public_url=PUBLIC_URL, sleep=sleeps.append)
+        return handler.handle(message, jobs=jobs, send=send, public_url=PUBLIC_URL, metrics=METRICS,
+                              sleep=sleeps.append)
     run.sleeps = sleeps
     return run
 
@@ -50,7 +55,7 @@ def run(jobs, send):
      "message field 'username' is missing or not an email address"),
     (done(filename=""), "message field 'filename' is missing or not a non-empty string"),
     (done(filename=3), "message field 'filename' is missing or not a non-empty string"),
-    (done(status="converting"), "message field 'status' is missing or not \"done\" or \"failed\""),
+    (done(status="converting"), "message field 'status' is missing or not 'done' or 'failed'"),
     (done(mp3_fid=None), "message field 'mp3_fid' is missing or not a 24-character hex file id"),
     (done(mp3_fid="../../etc"), "message field 'mp3_fid' is missing or not a 24-character hex file id"),
     (failed(error=42), "message field 'error' is missing or not a string or null"),

@@ -8,7 +8,7 @@ import socket
 import pytest
 from aiosmtpd.controller import Controller
 
-from notification.errors import PermanentError
+from mp3core.errors import PermanentError
 from notification.mailer import Mailer, MailUnavailable, classify
 
 

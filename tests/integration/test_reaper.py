@@ -14,7 +14,10 @@ from bson import ObjectId  # noqa: E402
 from gridfs import GridFSBucket  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 
+from prometheus_client import CollectorRegistry  # noqa: E402
+
 from converter.jobs import Jobs  # noqa: E402
+from converter.metrics import Metrics  # noqa: E402
 from converter.reaper import Reaper  # noqa: E402
 from converter.storage import Bucket  # noqa: E402
 
@@ -55,8 +58,8 @@ def new_job(db, now: datetime, **fields) -> str:
 
 
 def reaper_for(db, now: datetime) -> Reaper:
-    return Reaper(jobs=Jobs(db["jobs"], mp3_ttl=TTL), videos=Bucket(GridFSBucket(db, "videos")),
-                  mp3s=Bucket(GridFSBucket(db, "mp3s")), ttl=TTL, interval_s=3600, clock=lambda: now)
+    return Reaper(jobs=Jobs(db["jobs"], mp3_ttl=TTL), videos=Bucket(db, "videos"), mp3s=Bucket(db, "mp3s"),
+                  ttl=TTL, interval_s=3600, metrics=Metrics.create(CollectorRegistry()), clock=lambda: now)
 
 
 def test_one_pass_deletes_expired_mp3s_and_old_failed_videos_and_keeps_the_rest(db):

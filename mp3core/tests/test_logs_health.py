@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from converter import health, logs
+from mp3core import health, logs
 
 
 def _format(**extra) -> dict:

@@ -1,4 +1,4 @@
-"""Unit tests for the shared consumer loop (identical in notification): settle decisions, worker flow, reconnect."""
+"""Unit tests for the consumer loop: settle decisions, worker flow, reconnect."""
 
 from __future__ import annotations
 
@@ -6,26 +6,17 @@ import json
 import queue
 import threading
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pika.exceptions
 import pytest
+from prometheus_client import CollectorRegistry
 
-from converter import consumer
-from converter.consumer import Outcome
-from converter.errors import PermanentError
+from mp3core import consumer
+from mp3core.consumer import Outcome
+from mp3core.errors import PermanentError
 
-REPO = Path(__file__).resolve().parents[2]
 JOB_ID = "0123456789abcdef0123456789abcdef"
-
-
-@pytest.mark.parametrize("name", ["consumer.py", "errors.py", "logs.py", "health.py"])
-def test_shared_modules_are_identical_in_both_services(name):
-    ours, theirs = REPO / "converter" / "converter" / name, REPO / "notification" / "notification" / name
-    if not theirs.exists():
-        pytest.skip("notification service not present")
-    assert ours.read_bytes() == theirs.read_bytes(), f"{name} drifted: diff the two copies"
 
 
 @pytest.mark.parametrize(("error", "publish_error", "expected"), [
@@ -54,17 +45,6 @@ def test_decode_rejects_non_objects(body, error):
     with pytest.raises(PermanentError) as caught:
         consumer.decode(body)
     assert str(caught.value).startswith(error)
-
-
-def test_declare_uses_the_contract_arguments():
-    calls = []
-    channel = SimpleNamespace(queue_declare=lambda *a, **kw: calls.append((a, kw)))
-    consumer.declare(channel, "video")
-    assert calls == [
-        (("video",), {"durable": True, "arguments": {"x-dead-letter-exchange": "",
-                                                      "x-dead-letter-routing-key": "video.dlq"}}),
-        (("video.dlq",), {"durable": True}),
-    ]
 
 
 class Clock:
@@ -146,10 +126,11 @@ def no_delay(monkeypatch):
 
 
 def deliver(handler, body: bytes, *, on_permanent=None, publish_error=None, lose_connection=False,
-            redelivered=False):
+            redelivered=False, metrics=None):
     """Runs one delivery through Consumer's worker, servicing callbacks like the connection thread would."""
     events: list = []
-    loop = consumer.Consumer("amqp://unused", "video", handler, publish_queue="mp3", on_permanent=on_permanent)
+    loop = consumer.Consumer("amqp://unused", "video", handler, publish_queue="mp3", on_permanent=on_permanent,
+                             metrics=metrics)
     connection = FakeConnection()
     session = consumer._Session(connection)
     session.channel = FakeChannel(events)
@@ -231,22 +212,24 @@ def test_unconfirmed_publish_requeues_instead_of_acking(no_delay):
 
 
 def test_connection_lost_before_settling_leaves_message_to_broker():
-    dropped = consumer.MESSAGES.labels("video", "dropped")
-    before = dropped._value.get()
-    assert deliver(lambda m: {"status": "done"}, BODY, lose_connection=True) == []
-    assert dropped._value.get() == before + 1  # and the worker did not hang waiting for the dead connection
+    registry = CollectorRegistry()
+    assert deliver(lambda m: {"status": "done"}, BODY, lose_connection=True,
+                   metrics=consumer.ConsumerMetrics.create(registry)) == []
+    # ... and the worker did not hang waiting for the dead connection
+    assert registry.get_sample_value("consumer_messages_total", {"queue": "video", "outcome": "dropped"}) == 1
 
 
 @pytest.mark.parametrize("redelivered", [True, False])
 def test_redeliveries_are_counted(redelivered):
-    counter = consumer.REDELIVERIES.labels("video")
-    before = counter._value.get()
-    assert deliver(lambda m: None, BODY, redelivered=redelivered) == [("ack", 7)]
-    assert counter._value.get() == before + (1 if redelivered else 0)
+    registry = CollectorRegistry()
+    assert deliver(lambda m: None, BODY, redelivered=redelivered,
+                   metrics=consumer.ConsumerMetrics.create(registry)) == [("ack", 7)]
+    assert registry.get_sample_value("consumer_redeliveries_total", {"queue": "video"}) == (1 if redelivered else 0)
+    assert registry.get_sample_value("consumer_messages_total", {"queue": "video", "outcome": "ack"}) == 1
 
 
 def test_handler_runs_in_the_job_log_context():
-    from converter.logs import _job_id
+    from mp3core.logs import _job_id
 
     ids = []
 
