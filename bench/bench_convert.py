@@ -20,7 +20,7 @@ NAME = "convert"
 # Rounds per input: the 60 s clip's take seconds, so more of them steady its median; the 10 min clip's take minutes.
 ROUNDS = {"60 s clip": 1 if c.SMOKE else 5, "10 min clip": 1 if c.SMOKE else 3}
 POLL_S = 0.25  # how often converter_job checks whether the job is handled
-BITRATE = "192k"  # the converter's default (Mp3Options); moviepy is given the same
+BITRATE = "192k"  # the converter's default (mp3core.contract.DEFAULT_BITRATE); moviepy is given the same
 
 
 def bare_ffmpeg(src: Path, out: Path) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from mp3core.contract import declare_queue
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
@@ -368,13 +370,6 @@ def lab(name: str, *, auth: bool = False) -> Iterator[Lab]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def declare(channel: Any, queue: str) -> None:
-    """The contract's declaration (docs/design.md); any other arguments would be a channel error."""
-    channel.queue_declare(queue, durable=True, arguments={
-        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue + ".dlq"})
-    channel.queue_declare(queue + ".dlq", durable=True)
-
-
 def delete_queues(*names: str) -> None:
     import pika
 
@@ -406,7 +401,7 @@ class Publisher:
         params.heartbeat = 0
         self.connection = pika.BlockingConnection(params)
         self.channel = self.connection.channel()
-        declare(self.channel, self.queue)
+        declare_queue(self.channel, self.queue)
         self.channel.confirm_delivery()
 
     def _call(self, fn: Callable[[], Any]) -> Any:
@@ -443,7 +438,7 @@ def stage_video(db: Any, path: Path, owner: str = "bench@example.com") -> dict[s
     """Puts a video in GridFS and its `queued` job in `jobs` as the gateway would; returns the `video` message."""
     if str(ROOT / "converter") not in sys.path:
         sys.path.insert(0, str(ROOT / "converter"))
-    from converter.gridchunks import ChunkWriter  # the gateway's writer (the two copies are identical)
+    from mp3core.gridchunks import ChunkWriter  # the gateway's writer
 
     job_id = secrets.token_hex(16)
     writer = ChunkWriter(db["videos.files"], db["videos.chunks"], path.name,

@@ -66,8 +66,7 @@ def timed(steps: list[dict[str, Any]], name: str, fn: Callable[[], Any], profile
 
 def buckets(db: Any) -> tuple[Bucket, Bucket]:
     """The converter's two buckets, wired exactly as converter/__main__.py wires them (its chunk reader and writer)."""
-    return (Bucket(GridFSBucket(db, "videos"), db["videos.chunks"], db["videos.files"]),
-            Bucket(GridFSBucket(db, "mp3s"), db["mp3s.chunks"], db["mp3s.files"]))
+    return Bucket(db, "videos"), Bucket(db, "mp3s")
 
 
 def transfer_memory(db: Any, src: Path, work: Path) -> list[dict[str, Any]]:

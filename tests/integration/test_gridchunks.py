@@ -1,4 +1,4 @@
-"""The services' GridFS module (gridchunks.py, identical in gateway and converter) on a real FerretDB."""
+"""The shared GridFS module (mp3core.gridchunks) on a real FerretDB."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from bson import ObjectId
 from gridfs.errors import CorruptGridFile
 
-from gateway.gridchunks import ChunkReader, ChunkWriter, delete_file
+from mp3core.gridchunks import ChunkReader, ChunkWriter, delete_file
 
 pytestmark = pytest.mark.integration
 

@@ -43,7 +43,7 @@ def test_converter_downloads_a_large_video(db, tmp_path):
 
     fid, expected = put(db, "videos", tmp_path)
     dst = tmp_path / "video"
-    assert Bucket(gridfs.GridFSBucket(db, "videos"), db["videos.chunks"]).download_to(str(fid), dst) == SIZE
+    assert Bucket(db, "videos").download_to(str(fid), dst) == SIZE
     assert hashlib.sha256(dst.read_bytes()).hexdigest() == expected
 
 
@@ -66,7 +66,7 @@ def test_converter_uploads_an_mp3_that_gridfs_reads_back_and_a_retry_overwrites(
 
     from converter.storage import Bucket
 
-    bucket = Bucket(gridfs.GridFSBucket(db, "mp3s"), db["mp3s.chunks"], db["mp3s.files"])
+    bucket = Bucket(db, "mp3s")
     src = tmp_path / "out.mp3"
     data = os.urandom(3 * 255 * 1024 + 17)  # partial last chunk
     src.write_bytes(data)
