@@ -2,61 +2,46 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
+import pika.exceptions
+import pymongo.errors
+import requests
 from flask import Flask
-from pymongo import MongoClient
+from mp3core import logs, mongo
+from mp3core.http import register_error_handler
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .auth_client import AuthClient
 from .config import Settings
-from .errors import register_error_handler
 from .jobs import Jobs
-from .logs import configure_logging
 from .metrics import Metrics
 from .publisher import Publisher
-from .routes import bp
+from .routes import Deps, bp
 from .storage import Storage
 
-# A request waiting on an unreachable MongoDB gives up after this and answers 503.
-MONGO_TIMEOUT_MS = 5000
-
-
-@dataclass(frozen=True)
-class Services:
-    """Everything a request handler may use, reached as current_app.extensions["gateway"]."""
-
-    settings: Settings
-    storage: Any
-    jobs: Any
-    publisher: Any
-    auth: Any
-    metrics: Metrics
+# Failures of a dependency (not of the request) that escaped an adapter: 503, the client may retry later.
+UNAVAILABLE = (
+    pymongo.errors.ConnectionFailure,  # includes ServerSelectionTimeoutError, AutoReconnect, NetworkTimeout
+    pika.exceptions.AMQPError,
+    requests.ConnectionError,
+    requests.Timeout,
+)
 
 
 def create_app(
     settings: Settings | None = None,
     *,
-    storage: Any = None,
-    jobs: Any = None,
-    publisher: Any = None,
-    auth: Any = None,
+    storage: Storage | None = None,
+    jobs: Jobs | None = None,
+    publisher: Publisher | None = None,
+    auth: AuthClient | None = None,
 ) -> Flask:
-    """Build the app; adapters not injected (tests inject fakes) are created from `settings`."""
+    """Build the app; adapters not passed in are created from `settings` (nothing connects until used)."""
     settings = settings or Settings.from_env()
-    configure_logging()
+    logs.setup()
 
     if storage is None or jobs is None:
-        # One client per process: it pools connections and is thread-safe. Created here, after
-        # gunicorn forked the worker, never at import time.
-        client = MongoClient(
-            settings.mongo_uri,
-            tz_aware=True,
-            serverSelectionTimeoutMS=MONGO_TIMEOUT_MS,
-            connectTimeoutMS=MONGO_TIMEOUT_MS,
-        )
-        db = client.get_default_database()
+        # One client per process, created here (after gunicorn forked the worker), never at import time.
+        db = mongo.connect(settings.mongo_uri)
         storage = Storage(db) if storage is None else storage
         jobs = Jobs(db) if jobs is None else jobs
     if publisher is None:
@@ -66,12 +51,11 @@ def create_app(
 
     # No static folder: the gateway serves only its API, and every route must be in the OpenAPI document.
     app = Flask(__name__, static_folder=None)
-    metrics = Metrics()
-    metrics.watch_jobs(jobs.count_by_status)
-    app.extensions["gateway"] = Services(settings, storage, jobs, publisher, auth, metrics)
+    metrics = Metrics.create(jobs.count_by_status)
+    app.extensions["gateway"] = Deps(settings, storage, jobs, publisher, auth, metrics)
     app.register_blueprint(bp)
-    register_error_handler(app)
-    metrics.install(app)
+    register_error_handler(app, unavailable=UNAVAILABLE)
+    metrics.http.install(app)
     if settings.proxy_hops:
         # Behind the ingress, request.remote_addr becomes the real client (used for auth's
         # per-client rate limit); trusting more hops than exist would let clients spoof it.

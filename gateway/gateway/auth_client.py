@@ -7,16 +7,29 @@ from dataclasses import dataclass
 from http.cookiejar import DefaultCookiePolicy
 
 import requests
+from mp3core.errors import ServiceUnavailable, Unauthorized
 from requests.adapters import HTTPAdapter
 
-from .errors import ServiceUnavailable, Unauthorized
-
-log = logging.getLogger("gateway")
+log = logging.getLogger(__name__)
 
 # (connect, read) seconds: auth is in-cluster, so anything slower means it is in trouble.
 TIMEOUT = (3.05, 10)
+# One pooled connection per gunicorn thread (gunicorn_conf.threads).
+POOL_SIZE = 16
 # Auth's response headers worth passing on to the client.
 RELAYED_HEADERS = ("Retry-After", "WWW-Authenticate")
+
+
+@dataclass(frozen=True)
+class User:
+    """The caller, as auth vouched for them."""
+
+    email: str
+    admin: bool
+
+    def may_see(self, owner: str | None) -> bool:
+        """Admins see every job and file; everyone else only their own."""
+        return self.admin or (owner is not None and owner == self.email)
 
 
 @dataclass(frozen=True)
@@ -30,13 +43,14 @@ class AuthReply:
 
 
 class AuthClient:
-    def __init__(self, base_url: str, *, session: requests.Session | None = None, pool_size: int = 16) -> None:
+    """auth's HTTP API over one pooled session shared by the worker's threads."""
+
+    def __init__(self, base_url: str, *, session: requests.Session | None = None) -> None:
         self._base = base_url.rstrip("/")
         if session is None:
             session = requests.Session()
-            # One pooled connection per gunicorn thread.
-            session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=pool_size))
-            session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=pool_size))
+            session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE))
+            session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE))
             # The session is shared by every user's requests: never keep a cookie one user's
             # answer set, and never route cluster-internal calls through an HTTP(S)_PROXY.
             session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
@@ -50,8 +64,8 @@ class AuthClient:
             headers["X-Forwarded-For"] = client_addr
         return _reply(self._post("/login", headers=headers))
 
-    def validate(self, token: str) -> dict:
-        """Claims of a valid token; Unauthorized when auth rejects it."""
+    def validate(self, token: str) -> User:
+        """The user a valid token was issued to; Unauthorized when auth rejects it."""
         response = self._post("/validate", headers={"Authorization": f"Bearer {token}"})
         if response.status_code == 401:
             raise Unauthorized("invalid or expired token")
@@ -63,7 +77,7 @@ class AuthClient:
             raise _unexpected(response) from None
         if not isinstance(claims, dict) or not isinstance(claims.get("email"), str):
             raise _unexpected(response)
-        return claims
+        return User(email=claims["email"], admin=claims.get("admin") is True)
 
     def create_user(self, token: str, json: dict, client_addr: str | None = None) -> AuthReply:
         headers = {"Authorization": f"Bearer {token}"}
@@ -71,21 +85,10 @@ class AuthClient:
             headers["X-Forwarded-For"] = client_addr
         return _reply(self._post("/users", headers=headers, json=json))
 
-    def ping(self) -> None:
-        response = self._get("/healthz")
-        if response.status_code != 200:
-            raise _unexpected(response)
-
     def _post(self, path: str, **kwargs) -> requests.Response:
-        return self._call("POST", path, **kwargs)
-
-    def _get(self, path: str, **kwargs) -> requests.Response:
-        return self._call("GET", path, **kwargs)
-
-    def _call(self, method: str, path: str, **kwargs) -> requests.Response:
         try:
             return self._session.request(
-                method, self._base + path, timeout=TIMEOUT, allow_redirects=False, **kwargs
+                "POST", self._base + path, timeout=TIMEOUT, allow_redirects=False, **kwargs
             )
         except requests.RequestException as exc:
             log.warning("auth service unreachable: %r", exc)

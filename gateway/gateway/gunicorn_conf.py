@@ -1,14 +1,11 @@
 """Gunicorn settings for the gateway (loaded with `-c python:gateway.gunicorn_conf`)."""
 
-import sys
+from mp3core import logs, settings
 
-from gateway.config import ConfigError, Settings
+from gateway.config import Settings
 
-try:
-    _settings = Settings.from_env()
-except ConfigError as exc:
-    # One line and a non-zero exit instead of a traceback per worker boot attempt.
-    sys.exit(f"gateway: configuration error: {exc}")
+# A bad variable exits with one line instead of a traceback per worker boot attempt.
+_settings = settings.load("gateway", Settings.from_env)
 
 _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
 bind = f"{_host}:{_settings.port}"
@@ -27,18 +24,5 @@ control_socket_disable = True
 
 accesslog = "-"
 errorlog = "-"
-# Every line on stdout/stderr is JSON, like the app's own log lines.
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "gateway.logs.JsonFormatter"}},
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
-        "error_console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
-    },
-    "root": {"level": "INFO", "handlers": ["console"]},
-    "loggers": {
-        "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
-        "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
-    },
-}
+# gunicorn's own lines in the same JSON schema as the app's.
+logconfig_dict = logs.GUNICORN_LOGCONFIG

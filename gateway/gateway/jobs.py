@@ -7,15 +7,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pymongo
+from mp3core.contract import OPTION_NAMES, QUEUED, Options
+from mp3core.errors import ServiceUnavailable
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from .errors import ServiceUnavailable
-from .options import OPTION_NAMES, default_options
-
 # How long an Idempotency-Key stays bound to its first job (docs/design.md).
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
-STATUSES = ("queued", "converting", "done", "failed", "expired")
 
 
 class Jobs:
@@ -128,14 +126,14 @@ def new_job(
     filename: str,
     video_fid: str,
     now: datetime,
-    options: dict | None = None,
+    options: Options | None = None,
     idempotency_key: str | None = None,
 ) -> dict:
     """The document the gateway inserts for an accepted upload (layout fixed by docs/design.md)."""
     return {
         "_id": job_id,
         "owner": owner,
-        "status": "queued",
+        "status": QUEUED,
         "filename": filename,
         "video_fid": video_fid,
         "mp3_fid": None,
@@ -144,7 +142,7 @@ def new_job(
         "created_at": now,
         "updated_at": now,
         "notified_at": None,
-        "options": {**default_options(), **(options or {})},
+        "options": (options or Options()).to_dict(),
         "progress": 0,
         "duration_s": None,
         "expires_at": None,

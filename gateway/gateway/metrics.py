@@ -1,4 +1,4 @@
-"""Prometheus metrics on a registry owned by the app (so tests can build many apps)."""
+"""The gateway's Prometheus metrics: mp3core's request metrics plus uploads, publishes and jobs by status."""
 
 from __future__ import annotations
 
@@ -6,23 +6,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-from flask import Flask, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from mp3core.contract import STATUSES
+from mp3core.http import HttpMetrics
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily
 
-log = logging.getLogger("gateway")
+log = logging.getLogger(__name__)
 
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-# Always exported, 0 when no job has them, so alerts never see a series vanish.
-JOB_STATUSES = ("queued", "converting", "done", "failed", "expired")
 JOBS_CACHE_SECONDS = 15.0
 
 
 class JobsByStatus:
     """Custom collector: the jobs collection counted by status when Prometheus scrapes.
 
-    The count is cached for `ttl` seconds, so several scrapers (or replicas' worth of dashboards)
+    The count is cached for JOBS_CACHE_SECONDS, so several scrapers (or replicas' worth of dashboards)
     cost one aggregation per interval; a failed count is cached too, so a scrape during a MongoDB
     outage waits for the server-selection timeout at most once per interval.
     """
@@ -30,11 +29,8 @@ class JobsByStatus:
     name = "gateway_jobs"
     documentation = "Jobs in MongoDB by status, counted at scrape time (cached briefly)."
 
-    def __init__(
-        self, count: Callable[[], dict[str, int]], *, ttl: float = JOBS_CACHE_SECONDS, clock=time.monotonic
-    ) -> None:
+    def __init__(self, count: Callable[[], dict[str, int]], *, clock: Callable[[], float] = time.monotonic) -> None:
         self._count = count
-        self._ttl = ttl
         self._clock = clock
         self._lock = threading.Lock()
         self._counts: dict[str, int] | None = None
@@ -48,14 +44,15 @@ class JobsByStatus:
         family = GaugeMetricFamily(self.name, self.documentation, labels=["status"])
         counts = self._cached_counts()
         if counts is not None:  # unknown counts are left out rather than reported as 0
-            for status in sorted({*JOB_STATUSES, *counts}):
+            # Every known status is exported, 0 when no job has it, so alerts never see a series vanish.
+            for status in sorted({*STATUSES, *counts}):
                 family.add_metric([status], counts.get(status, 0))
         yield family
 
     def _cached_counts(self) -> dict[str, int] | None:
         with self._lock:
             now = self._clock()
-            if self._fetched_at is None or now - self._fetched_at >= self._ttl:
+            if self._fetched_at is None or now - self._fetched_at >= JOBS_CACHE_SECONDS:
                 try:
                     self._counts = self._count()
                 except Exception as exc:  # noqa: BLE001 - a scrape must still answer with the other metrics
@@ -65,61 +62,34 @@ class JobsByStatus:
             return self._counts
 
 
+@dataclass(frozen=True)
 class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "gateway_http_requests_total",
-            "HTTP requests answered, by route template, method and status code.",
-            ["endpoint", "method", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "gateway_http_request_duration_seconds",
-            "Time until the response headers were ready (a streamed download's body is not included).",
-            ["endpoint"],
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-            registry=self.registry,
-        )
-        self.upload_bytes = Counter(
-            "gateway_upload_bytes_total",
-            "Bytes of video stored from accepted uploads.",
-            registry=self.registry,
-        )
-        self.publish_failures = Counter(
-            "gateway_publish_failures_total",
-            "Uploads whose job message could not be published (the upload was rolled back).",
-            registry=self.registry,
-        )
-        self.idempotent_replays = Counter(
-            "gateway_idempotent_replays_total",
-            "Uploads answered with the job an earlier upload with the same Idempotency-Key created.",
-            registry=self.registry,
-        )
+    """The gateway's instruments on one registry per app: the shared request metrics plus its own."""
 
-    def watch_jobs(self, count: Callable[[], dict[str, int]], **kwargs) -> JobsByStatus:
-        """Export the jobs-by-status gauge, counted by `count` at scrape time."""
-        collector = JobsByStatus(count, **kwargs)
-        self.registry.register(collector)
-        return collector
+    registry: CollectorRegistry
+    http: HttpMetrics
+    upload_bytes: Counter
+    publish_failures: Counter
+    idempotent_replays: Counter
 
-    def install(self, app: Flask) -> None:
-        """Time every request and count it by route template (bounded label values)."""
-
-        @app.before_request
-        def _start_timer() -> None:
-            g.metrics_start = time.perf_counter()
-
-        @app.after_request
-        def _record(response):
-            # Unmatched URLs share one label so scanners cannot blow up the series count.
-            endpoint = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-            method = request.method if request.method in _METHODS else "OTHER"
-            self.requests.labels(endpoint, method, str(response.status_code)).inc()
-            start = g.get("metrics_start")
-            if start is not None:
-                self.latency.labels(endpoint).observe(time.perf_counter() - start)
-            return response
-
-    def exposition(self) -> Response:
-        return Response(generate_latest(self.registry), mimetype=None, content_type=CONTENT_TYPE_LATEST)
+    @classmethod
+    def create(cls, count_jobs: Callable[[], dict[str, int]]) -> Metrics:
+        """Instruments on a fresh registry; `count_jobs` feeds the jobs-by-status gauge at scrape time."""
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(JobsByStatus(count_jobs))
+        return cls(
+            registry=registry,
+            http=HttpMetrics.create("gateway", registry),
+            upload_bytes=Counter("gateway_upload_bytes_total", "Bytes of video stored from accepted uploads.",
+                                 registry=registry),
+            publish_failures=Counter(
+                "gateway_publish_failures_total",
+                "Uploads whose job message could not be published (the upload was rolled back).",
+                registry=registry,
+            ),
+            idempotent_replays=Counter(
+                "gateway_idempotent_replays_total",
+                "Uploads answered with the job an earlier upload with the same Idempotency-Key created.",
+                registry=registry,
+            ),
+        )

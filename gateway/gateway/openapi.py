@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from .jobs import STATUSES
-from .options import BITRATES, CHANNELS, QUALITIES, SAMPLE_RATES
+from mp3core import contract
 
 JSON = "application/json"
 BEARER = [{"bearerAuth": []}]
@@ -50,19 +49,19 @@ JOB_ID = {
     "in": "path",
     "required": True,
     "description": "The job id from POST /upload (32 lowercase hex digits); anything else is 404.",
-    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    "schema": {"type": "string", "pattern": f"^{contract.JOB_ID.pattern}$"},
 }
 
 _option = {
-    "bitrate": {"type": "integer", "enum": list(BITRATES), "description": "Constant bit rate in kbit/s."},
+    "bitrate": {"type": "integer", "enum": list(contract.OPTION_VALUES["bitrate"]), "description": "Constant bit rate in kbit/s."},
     "quality": {
         "type": "integer",
-        "minimum": QUALITIES[0],
-        "maximum": QUALITIES[-1],
+        "minimum": min(contract.OPTION_VALUES["quality"]),
+        "maximum": max(contract.OPTION_VALUES["quality"]),
         "description": "LAME variable-bit-rate quality, 0 best; not together with bitrate.",
     },
-    "channels": {"type": "integer", "enum": list(CHANNELS), "description": "Default: as the source (at most 2)."},
-    "sample_rate": {"type": "integer", "enum": list(SAMPLE_RATES), "description": "Hz. Default: as the source."},
+    "channels": {"type": "integer", "enum": list(contract.OPTION_VALUES["channels"]), "description": "Default: as the source (at most 2)."},
+    "sample_rate": {"type": "integer", "enum": list(contract.OPTION_VALUES["sample_rate"]), "description": "Hz. Default: as the source."},
 }
 
 
@@ -217,7 +216,7 @@ OPENAPI: dict = {
                         "in": "query",
                         "required": True,
                         "description": "mp3_fid of a done job.",
-                        "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{24}$"},
+                        "schema": {"type": "string", "pattern": f"^{contract.FILE_ID.pattern}$"},
                     }
                 ],
                 "responses": _responses(
@@ -231,7 +230,7 @@ OPENAPI: dict = {
                             "content": {"audio/mpeg": {"schema": {"type": "string", "format": "binary"}}},
                         }
                     },
-                    (400, "fid is not 24 hexadecimal characters."),
+                    (400, "fid is not 24 lower-case hexadecimal characters."),
                     UNAUTHORIZED,
                     (404, "No such file, or not the caller's."),
                     UNAVAILABLE,
@@ -332,8 +331,8 @@ OPENAPI: dict = {
                 "type": "object",
                 "required": ["job_id", "status"],
                 "properties": {
-                    "job_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                    "status": {"type": "string", "enum": list(STATUSES)},
+                    "job_id": {"type": "string", "pattern": f"^{contract.JOB_ID.pattern}$"},
+                    "status": {"type": "string", "enum": list(contract.STATUSES)},
                     "idempotent_replay": {"const": True, "description": "Present only on a replay."},
                 },
                 "additionalProperties": False,
@@ -361,10 +360,10 @@ OPENAPI: dict = {
                     "expires_at",
                 ],
                 "properties": {
-                    "job_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                    "job_id": {"type": "string", "pattern": f"^{contract.JOB_ID.pattern}$"},
                     "status": {
                         "type": "string",
-                        "enum": list(STATUSES),
+                        "enum": list(contract.STATUSES),
                         "description": "expired: retention deleted the MP3.",
                     },
                     "progress": {"type": "integer", "minimum": 0, "maximum": 100},

@@ -9,24 +9,13 @@ from collections.abc import Callable
 
 import pika
 import pika.exceptions
+from mp3core.contract import declare_queue
+from mp3core.errors import ServiceUnavailable
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
-from .errors import ServiceUnavailable
-
-log = logging.getLogger("gateway")
+log = logging.getLogger(__name__)
 
 _MESSAGE_PROPERTIES = pika.BasicProperties(delivery_mode=2, content_type="application/json")
-
-
-def declare_queue(channel: BlockingChannel, name: str) -> None:
-    """Declare `name` and its dead-letter queue exactly as every service does (docs/design.md);
-    any difference in arguments would make the broker close the channel."""
-    channel.queue_declare(
-        name,
-        durable=True,
-        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": name + ".dlq"},
-    )
-    channel.queue_declare(name + ".dlq", durable=True)
 
 
 class Publisher:
@@ -79,10 +68,6 @@ class Publisher:
                         log.error("publish failed after reconnect: %r", exc, extra=_ids(message))
                         raise ServiceUnavailable("the job queue is unavailable, try again later") from exc
                     log.warning("publish failed, reconnecting: %r", exc, extra=_ids(message))
-
-    def close(self) -> None:
-        with self._lock:
-            self._reset()
 
     def _ensure_channel(self) -> BlockingChannel:
         if self._channel is not None and self._channel.is_open:

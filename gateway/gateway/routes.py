@@ -1,4 +1,4 @@
-"""HTTP entrypoint: the gateway's public routes; adapters come from the app, logic from upload.py."""
+"""HTTP entrypoint: the gateway's public routes, translating requests to use-case calls and back."""
 
 from __future__ import annotations
 
@@ -7,28 +7,26 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import quote
-from uuid import uuid4
 
 import pymongo.errors
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.http import parse_options_header, quote_header_value
+from mp3core.errors import BadRequest, ServiceUnavailable, Unauthorized
+from werkzeug.http import quote_header_value
 
-from .auth_client import AuthReply
-from .errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized
-from .jobs import job_view, new_job
+from . import actions
+from .auth_client import AuthClient, AuthReply, User
+from .config import Settings
+from .jobs import Jobs, job_view
+from .metrics import Metrics
 from .openapi import OPENAPI
-from .options import parse_options
-from .upload import receive_upload, too_large
+from .publisher import Publisher
+from .storage import Storage
+from .upload import Body, accept_upload
 
-log = logging.getLogger("gateway")
+log = logging.getLogger(__name__)
 bp = Blueprint("gateway", __name__)
 
-FID_RE = re.compile(r"[0-9a-fA-F]{24}")
-JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
-# RFC 2046 boundary: 1..70 "bchars", not ending in a space.
-BOUNDARY_RE = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
 # Visible ASCII, no space (docs/design.md): safe in logs and as a header value.
 IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
 INT_ARG_RE = re.compile(r"[0-9]{1,9}")  # ASCII digits; the length cap keeps int() cheap
@@ -41,15 +39,18 @@ BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="mp3converter"'}
 
 
 @dataclass(frozen=True)
-class User:
-    email: str
-    admin: bool
+class Deps:
+    """What the routes need, built by create_app and kept in app.extensions["gateway"]."""
 
-    def may_see(self, owner: str | None) -> bool:
-        return self.admin or (owner is not None and owner == self.email)
+    settings: Settings
+    storage: Storage
+    jobs: Jobs
+    publisher: Publisher
+    auth: AuthClient
+    metrics: Metrics
 
 
-def _services():
+def deps() -> Deps:
     return current_app.extensions["gateway"]
 
 
@@ -65,8 +66,7 @@ def _bearer_token() -> str:
 
 
 def _current_user() -> User:
-    claims = _services().auth.validate(_bearer_token())
-    return User(email=claims["email"], admin=claims.get("admin") is True)
+    return deps().auth.validate(_bearer_token())
 
 
 def _relay(reply: AuthReply, *, ok_content_type: str | None = None) -> Response:
@@ -97,7 +97,7 @@ def login():
     header = request.headers.get("Authorization", "")
     if header.partition(" ")[0].lower() != "basic":
         raise Unauthorized("missing credentials; send HTTP Basic email:password", headers=BASIC_CHALLENGE)
-    reply = _services().auth.login(header, request.remote_addr)
+    reply = deps().auth.login(header, request.remote_addr)
     return _relay(reply, ok_content_type="text/plain; charset=utf-8")
 
 
@@ -108,74 +108,19 @@ def create_user():
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object with email and password")
-    return _relay(_services().auth.create_user(token, body, client_addr=request.remote_addr))
+    return _relay(deps().auth.create_user(token, body, client_addr=request.remote_addr))
 
 
 @bp.post("/upload")
 def upload():
-    svc = _services()
+    d = deps()
     user = _current_user()  # before a single body byte is read: strangers cannot make us store
-    key = _idempotency_key()
-    if key is not None:
-        # Also before the body: a client retrying a finished upload costs one lookup, not a re-upload.
-        first = svc.jobs.find_idempotent(user.email, key, now=datetime.now(UTC))
-        if first is not None:
-            return _replay(svc, first)
-    limit = svc.settings.max_upload_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large(limit)
-    boundary = _multipart_boundary()
-
-    job_id = uuid4().hex
-    video = receive_upload(
-        request.stream,
-        boundary,
-        storage=svc.storage,
-        metadata={"owner": user.email, "job_id": job_id},
-        max_body_bytes=limit,
-        check_fields=parse_options,
-    )
-    options = parse_options(video.fields)  # already checked field by field; this builds the dict
-    ids = {"job_id": job_id, "video_fid": video.video_fid}
-    now = datetime.now(UTC)
-    job = new_job(
-        job_id=job_id,
-        owner=user.email,
-        filename=video.filename,
-        video_fid=video.video_fid,
-        now=now,
-        options=options,
-        idempotency_key=key,
-    )
-    try:
-        svc.jobs.create(job)
-        if key is not None:
-            first = svc.jobs.claim_idempotency_key(user.email, key, job_id, now=now)
-            if first is not None:
-                # A concurrent upload with the same key got there first: one job per key, theirs.
-                _discard(svc, job_id, video.video_fid)
-                return _replay(svc, first)
-    except BaseException:
-        _discard(svc, job_id, video.video_fid)
-        raise
-    try:
-        svc.publisher.publish(
-            {
-                "job_id": job_id,
-                "video_fid": video.video_fid,
-                "username": user.email,
-                "filename": video.filename,
-                "options": options,
-            }
-        )
-    except BaseException:
-        # Without a message nobody would ever convert this job: undo it so the client can retry.
-        svc.metrics.publish_failures.inc()
-        _discard(svc, job_id, video.video_fid, key=(user.email, key) if key is not None else None)
-        raise
-    svc.metrics.upload_bytes.inc(video.size)
-    log.info("upload queued", extra={**ids, "bytes": video.size})
-    return jsonify(job_id=job_id, status="queued"), 202
+    body = Body(request.stream, request.headers.get("Content-Type", ""), request.content_length)
+    accepted = accept_upload(user.email, _idempotency_key(), body, max_bytes=d.settings.max_upload_bytes,
+                             storage=d.storage, jobs=d.jobs, publisher=d.publisher, metrics=d.metrics)
+    if accepted.replay:
+        return jsonify(job_id=accepted.job_id, status=accepted.status, idempotent_replay=True), 202
+    return jsonify(job_id=accepted.job_id, status=accepted.status), 202
 
 
 def _idempotency_key() -> str | None:
@@ -189,41 +134,13 @@ def _idempotency_key() -> str | None:
     return raw
 
 
-def _replay(svc, job: dict):
-    svc.metrics.idempotent_replays.inc()
-    log.info("idempotent replay", extra={"job_id": job["_id"]})
-    return jsonify(job_id=job["_id"], status=job["status"], idempotent_replay=True), 202
-
-
-def _multipart_boundary() -> bytes:
-    mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
-    if mimetype != "multipart/form-data":
-        raise BadRequest("the body must be multipart/form-data with one file part named 'file'")
-    boundary = options.get("boundary", "")
-    if not BOUNDARY_RE.fullmatch(boundary):
-        raise BadRequest("the multipart boundary is missing or invalid")
-    return boundary.encode("ascii")
-
-
-def _discard(svc, job_id: str, video_fid: str, *, key: tuple[str, str] | None = None) -> None:
-    """Best-effort rollback of a half-accepted upload; the original error is what the client gets."""
-    try:
-        svc.jobs.delete(job_id)  # idempotent: fine when the insert itself was what failed
-        svc.storage.delete_video(video_fid)
-        if key is not None:
-            svc.jobs.release_idempotency_key(*key, job_id)
-        log.info("upload rolled back", extra={"job_id": job_id, "video_fid": video_fid})
-    except Exception:  # noqa: BLE001 - logged; an orphan is better than masking the real error
-        log.exception("rollback of a failed upload failed", extra={"job_id": job_id, "video_fid": video_fid})
-
-
 @bp.get("/jobs")
 def list_jobs():
     user = _current_user()
     limit = _int_arg("limit", default=DEFAULT_PAGE, low=1, high=MAX_PAGE)
     offset = _int_arg("offset", default=0, low=0, high=MAX_OFFSET)
     # Admins list their own jobs here too: seeing everyone's is for GET /jobs/<id> lookups only.
-    docs, total = _services().jobs.list_for_owner(user.email, limit=limit, offset=offset)
+    docs, total = deps().jobs.list_for_owner(user.email, limit=limit, offset=offset)
     return jsonify(jobs=[job_view(doc) for doc in docs], limit=limit, offset=offset, total=total)
 
 
@@ -239,55 +156,23 @@ def _int_arg(name: str, *, default: int, low: int, high: int) -> int:
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
     user = _current_user()
-    # A malformed id cannot exist: answer 404 without a database round trip.
-    job = _services().jobs.get(job_id) if JOB_ID_RE.fullmatch(job_id) else None
-    # Someone else's job is "not found", not "forbidden": ids must not be probeable.
-    if job is None or not user.may_see(job.get("owner")):
-        raise NotFound("no such job")
-    return jsonify(job_view(job))
+    return jsonify(job_view(actions.find_job(job_id, user, jobs=deps().jobs)))
 
 
 @bp.delete("/jobs/<job_id>")
 def delete_job(job_id: str):
-    svc = _services()
-    user = _current_user()
-    if not JOB_ID_RE.fullmatch(job_id):
-        raise NotFound("no such job")
-    # The job document goes first: it is the converter's signal to drop a queued job, or to delete
-    # the MP3 it is making. Deleting the video first would make the conversion fail and mail the user.
-    job = svc.jobs.take(job_id, owner=None if user.admin else user.email)
-    if job is None:
-        raise NotFound("no such job")
-    ids = {"job_id": job_id, "video_fid": job.get("video_fid"), "mp3_fid": job.get("mp3_fid")}
-    try:
-        if job.get("video_fid"):
-            svc.storage.delete_video(job["video_fid"])
-        if job.get("mp3_fid"):
-            svc.storage.delete_mp3(job["mp3_fid"])
-        if job.get("idempotency_key"):
-            svc.jobs.release_idempotency_key(job["owner"], job["idempotency_key"], job_id)
-    except Exception:
-        # The job is gone, so a retry would get 404: leave the fids in the log for a manual cleanup.
-        log.exception("job deleted but its files could not all be deleted", extra=ids)
-        raise
-    log.info("job deleted", extra=ids)
+    d = deps()
+    actions.delete_job(job_id, _current_user(), jobs=d.jobs, storage=d.storage)
     return Response(status=204)
 
 
 @bp.get("/download")
 def download():
     user = _current_user()
-    fid = request.args.get("fid", "")
-    if not FID_RE.fullmatch(fid):
-        raise BadRequest("fid must be 24 hexadecimal characters")
-    mp3 = _services().storage.open_mp3(fid)
-    if not user.may_see(mp3.owner):
-        mp3.close()
-        raise NotFound("no such file")
+    mp3 = actions.open_download(request.args.get("fid", ""), user, storage=deps().storage)
     response = Response(mp3.chunks(), mimetype="audio/mpeg", direct_passthrough=True)
     response.content_length = mp3.length
     response.headers["Content-Disposition"] = attachment(mp3.filename)
-    log.info("download started", extra={"mp3_fid": fid, "bytes": mp3.length})
     return response
 
 
@@ -313,7 +198,7 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     try:
-        _services().storage.ping()
+        deps().storage.ping()
     except pymongo.errors.PyMongoError as exc:
         log.warning("not ready: MongoDB ping failed: %r", exc)
         raise ServiceUnavailable("MongoDB is unreachable") from None
@@ -322,7 +207,7 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
-    return _services().metrics.exposition()
+    return deps().metrics.http.exposition()
 
 
 @bp.get("/openapi.json")

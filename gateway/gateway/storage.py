@@ -12,14 +12,11 @@ import pymongo
 from bson import ObjectId
 from bson.errors import InvalidId
 from gridfs.errors import NoFile
+from mp3core.errors import NotFound
+from mp3core.gridchunks import ChunkReader, ChunkWriter, delete_file
 from pymongo.database import Database
 
-from .errors import NotFound
-from .gridchunks import CHUNK_SIZE, ChunkReader, ChunkWriter, delete_file
-
-__all__ = ["CHUNK_SIZE", "ChunkReader", "ChunkWriter", "Mp3", "Storage"]
-
-log = logging.getLogger("gateway")
+log = logging.getLogger(__name__)
 
 # Download piece size: large enough for throughput, small enough that many parallel
 # downloads stay within the pod's memory limit.
@@ -34,18 +31,18 @@ class Mp3:
     filename: str
     length: int
     owner: str | None
-    grid_out: "ChunkReader"
+    reader: ChunkReader
 
     def chunks(self, size: int = DOWNLOAD_CHUNK) -> Iterator[bytes]:
         """Yield the file in `size` pieces, closing the GridFS cursor however the response ends."""
         try:
-            while piece := self.grid_out.read(size):
+            while piece := self.reader.read(size):
                 yield piece
         finally:
-            self.grid_out.close()
+            self.reader.close()
 
     def close(self) -> None:
-        self.grid_out.close()
+        self.reader.close()
 
 
 class Storage:
@@ -79,7 +76,7 @@ class Storage:
             filename=grid_out.filename or "audio.mp3",
             length=grid_out.length,
             owner=metadata.get("owner"),
-            grid_out=ChunkReader(self._db["mp3s.chunks"], grid_out._id, grid_out.length),
+            reader=ChunkReader(self._db["mp3s.chunks"], grid_out._id, grid_out.length),
         )
 
     def ping(self) -> None:

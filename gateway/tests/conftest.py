@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import io
 import itertools
 import sys
@@ -19,10 +20,11 @@ import pytest
 if getattr(sys.modules.get("gateway"), "__file__", "") is None:
     del sys.modules["gateway"]
 
+from mp3core.errors import NotFound, ServiceUnavailable, Unauthorized  # noqa: E402
+
 from gateway import create_app  # noqa: E402
-from gateway.auth_client import AuthReply  # noqa: E402
+from gateway.auth_client import AuthReply, User  # noqa: E402
 from gateway.config import Settings  # noqa: E402
-from gateway.errors import NotFound, ServiceUnavailable, Unauthorized  # noqa: E402
 from gateway.jobs import IDEMPOTENCY_WINDOW  # noqa: E402
 from gateway.storage import Mp3  # noqa: E402
 
@@ -30,9 +32,9 @@ ALICE = "alice@example.com"
 BOB = "bob@example.com"
 ADMIN = "admin@example.com"
 TOKENS = {
-    "alice-token": {"sub": ALICE, "email": ALICE, "admin": False},
-    "bob-token": {"sub": BOB, "email": BOB, "admin": False},
-    "admin-token": {"sub": ADMIN, "email": ADMIN, "admin": True},
+    "alice-token": User(ALICE, admin=False),
+    "bob-token": User(BOB, admin=False),
+    "admin-token": User(ADMIN, admin=True),
 }
 # A minimal ISO-BMFF head: box size, 'ftyp', brand. Enough for the sniffer.
 MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
@@ -124,7 +126,7 @@ class FakeStorage:
         filename, owner, data = self.mp3s[fid]
         grid_out = FakeGridOut(data)
         self.grid_outs.append(grid_out)
-        return Mp3(fid=fid, filename=filename, length=len(data), owner=owner, grid_out=grid_out)
+        return Mp3(fid=fid, filename=filename, length=len(data), owner=owner, reader=grid_out)
 
     def ping(self) -> None:
         if self.ping_error is not None:
@@ -225,7 +227,7 @@ class FakeAuth:
         if self.down:
             raise ServiceUnavailable("the auth service is unavailable, try again later")
 
-    def validate(self, token: str) -> dict:
+    def validate(self, token: str) -> User:
         self.calls.append(("validate", token))
         self._check_up()
         if token not in self.tokens:
@@ -320,7 +322,7 @@ def auth() -> FakeAuth:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(max_upload_bytes=256 * 1024)
+    return dataclasses.replace(Settings.from_env({}), max_upload_bytes=256 * 1024)
 
 
 @pytest.fixture

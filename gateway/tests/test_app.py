@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import pymongo.errors
@@ -12,7 +11,6 @@ from gateway import create_app
 from gateway.auth_client import AuthClient
 from gateway.config import Settings
 from gateway.jobs import Jobs
-from gateway.logs import JsonFormatter
 from gateway.publisher import Publisher
 from gateway.storage import Storage
 
@@ -98,9 +96,9 @@ def test_metrics_count_requests_by_route_template(client):
     assert "gateway_publish_failures_total 0.0" in text
 
 
-def test_each_app_has_its_own_registry(storage, jobs, publisher, auth):
-    first = create_app(Settings(), storage=storage, jobs=jobs, publisher=publisher, auth=auth)
-    second = create_app(Settings(), storage=storage, jobs=jobs, publisher=publisher, auth=auth)
+def test_each_app_has_its_own_registry(settings, storage, jobs, publisher, auth):
+    first = create_app(settings, storage=storage, jobs=jobs, publisher=publisher, auth=auth)
+    second = create_app(settings, storage=storage, jobs=jobs, publisher=publisher, auth=auth)
     first.test_client().get("/healthz")
     text = second.test_client().get("/metrics").get_data(as_text=True)
     assert 'endpoint="/healthz"' not in text
@@ -108,23 +106,13 @@ def test_each_app_has_its_own_registry(storage, jobs, publisher, auth):
 
 def test_factory_builds_real_adapters_without_touching_the_network():
     # Port 9 on loopback: nothing listens, and nothing must be contacted while building the app.
-    settings = Settings(mongo_uri="mongodb://127.0.0.1:9/factorytest", rabbitmq_url="amqp://127.0.0.1:9/%2F", auth_url="http://127.0.0.1:9")
+    settings = Settings.from_env({"MONGO_URI": "mongodb://127.0.0.1:9/factorytest",
+                                  "RABBITMQ_URL": "amqp://127.0.0.1:9/%2F", "AUTH_SVC_ADDRESS": "127.0.0.1:9"})
     app = create_app(settings)
-    services = app.extensions["gateway"]
-    assert isinstance(services.storage, Storage)
-    assert isinstance(services.jobs, Jobs)
-    assert isinstance(services.publisher, Publisher)
-    assert isinstance(services.auth, AuthClient)
-    assert services.settings is settings
+    deps = app.extensions["gateway"]
+    assert isinstance(deps.storage, Storage)
+    assert isinstance(deps.jobs, Jobs)
+    assert isinstance(deps.publisher, Publisher)
+    assert isinstance(deps.auth, AuthClient)
+    assert deps.settings is settings
     assert app.test_client().get("/healthz").status_code == 200
-
-
-def test_json_log_lines_carry_job_id():
-    record = logging.LogRecord("gateway", logging.INFO, __file__, 1, "upload queued", None, None)
-    record.job_id = JOB_ID
-    record.bytes = 10
-    line = json.loads(JsonFormatter().format(record))
-    assert line["message"] == "upload queued"
-    assert line["job_id"] == JOB_ID
-    assert line["bytes"] == 10
-    assert line["level"] == "INFO"

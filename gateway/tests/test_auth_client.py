@@ -8,8 +8,8 @@ import urllib.request
 import pytest
 import requests
 
-from gateway.auth_client import TIMEOUT, AuthClient
-from gateway.errors import ServiceUnavailable, Unauthorized
+from gateway.auth_client import TIMEOUT, AuthClient, User
+from mp3core.errors import ServiceUnavailable, Unauthorized
 
 
 class FakeSession:
@@ -41,11 +41,15 @@ def response(status: int, body: bytes | dict = b"", headers: dict | None = None)
 CLAIMS = {"sub": "a@example.com", "email": "a@example.com", "admin": False, "iat": 1, "exp": 2}
 
 
-def test_validate_posts_bearer_token_and_returns_claims():
-    session = FakeSession(response(200, CLAIMS))
-    claims = AuthClient("http://auth:5000", session=session).validate("tok")
-
-    assert claims == CLAIMS
+@pytest.mark.parametrize(
+    ("admin", "user"),
+    [(False, User("a@example.com", admin=False)), (True, User("a@example.com", admin=True)),
+     ("yes", User("a@example.com", admin=False))],
+    ids=["user", "admin", "admin-not-a-bool"],
+)
+def test_validate_posts_bearer_token_and_returns_the_user(admin, user):
+    session = FakeSession(response(200, {**CLAIMS, "admin": admin}))
+    assert AuthClient("http://auth:5000", session=session).validate("tok") == user
     [call] = session.calls
     assert call["method"] == "POST"
     assert call["url"] == "http://auth:5000/validate"

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import sys
 
 import pytest
+from mp3core.settings import ConfigError
 
-from gateway.config import ENV_VARS, MIB, ConfigError, Settings
+from gateway.config import ENV_VARS, MIB, Settings
 
 
 def test_defaults_suit_a_local_run():
-    settings = Settings.from_env({})
-    assert settings == Settings()
-    assert settings.host == "127.0.0.1"
-    assert settings.port == 8080
-    assert settings.mongo_uri == "mongodb://127.0.0.1:27017/mp3converter"
-    assert settings.rabbitmq_url == "amqp://guest:guest@127.0.0.1:5672/%2F"
-    assert settings.video_queue == "video"
-    assert settings.auth_url == "http://127.0.0.1:5000"
-    assert settings.max_upload_bytes == 2048 * MIB
-    assert settings.proxy_hops == 0
+    assert Settings.from_env({}) == Settings(
+        host="127.0.0.1",
+        port=8080,
+        mongo_uri="mongodb://127.0.0.1:27017/mp3converter",
+        rabbitmq_url="amqp://guest:guest@127.0.0.1:5672/%2F",
+        video_queue="video",
+        auth_url="http://127.0.0.1:5000",
+        max_upload_bytes=2048 * MIB,
+        proxy_hops=0,
+    )
 
 
 def test_every_variable_is_read():
@@ -66,7 +66,8 @@ class RecordingEnv(dict):
 def test_env_vars_lists_exactly_what_is_read():
     env = RecordingEnv()
     Settings.from_env(env)
-    assert env.asked == set(ENV_VARS)
+    # DEV_MODE is read by every mp3core Env for its secrets; the gateway has none, so it is not listed.
+    assert env.asked - {"DEV_MODE"} == set(ENV_VARS)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +76,9 @@ def test_env_vars_lists_exactly_what_is_read():
 )
 def test_auth_address_gets_a_scheme(address, url):
     assert Settings.from_env({"AUTH_SVC_ADDRESS": address}).auth_url == url
+
+
+NO_DB = "MONGO_URI must name the database in its path, e.g. mongodb://host:27017/mp3converter"
 
 
 @pytest.mark.parametrize(
@@ -86,24 +90,20 @@ def test_auth_address_gets_a_scheme(address, url):
         ({"MAX_UPLOAD_MB": "2GB"}, "MAX_UPLOAD_MB must be an integer, got '2GB'"),
         ({"MAX_UPLOAD_MB": "0"}, "MAX_UPLOAD_MB must be between 1 and 1048576, got 0"),
         ({"PROXY_HOPS": "-1"}, "PROXY_HOPS must be between 0 and 10, got -1"),
-        ({"MONGO_URI": "mongodb://127.0.0.1:27017"}, "MONGO_URI must name a database in its path, got 'mongodb://127.0.0.1:27017'"),
-        (
-            {"MONGO_URI": "mongodb://user:secret@db:27017/?tls=true"},
-            "MONGO_URI must name a database in its path, got 'mongodb://***@db:27017/?tls=true'",
-        ),
+        ({"MONGO_URI": "mongodb://127.0.0.1:27017"}, NO_DB),
+        ({"MONGO_URI": "mongodb://user:secret@db:27017/?tls=true"}, NO_DB),
+        ({"MONGO_URI": "postgres://user:secret@db/x"}, "MONGO_URI must start with mongodb:// or mongodb+srv://"),
+        ({"RABBITMQ_URL": "http://user:secret@rabbitmq:5672/"}, "RABBITMQ_URL must start with amqp:// or amqps://"),
+        ({"AUTH_SVC_ADDRESS": "ftp://auth:21"}, "AUTH_SVC_ADDRESS='ftp://auth:21' is not an http(s) URL or host:port"),
     ],
-    ids=["port-text", "port-zero", "port-high", "upload-text", "upload-zero", "hops-negative", "no-db", "no-db-redacted"],
+    ids=["port-text", "port-zero", "port-high", "upload-text", "upload-zero", "hops-negative", "no-db",
+         "no-db-with-password", "mongo-scheme", "amqp-scheme", "auth-scheme"],
 )
 def test_bad_values_fail_fast_with_one_line(env, message):
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(env)
     assert str(caught.value) == message
     assert "secret" not in str(caught.value)
-
-
-def test_settings_are_frozen():
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        Settings().port = 1
 
 
 def _load_gunicorn_conf(monkeypatch, env):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.errors import ServiceUnavailable
+from mp3core.errors import ServiceUnavailable
 
 
 def upload(post_upload, helpers, key: str | None, *, token: str = "alice-token", size: int = 3000):

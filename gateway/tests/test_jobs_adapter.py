@@ -9,7 +9,8 @@ import pymongo
 import pytest
 from pymongo.errors import DuplicateKeyError
 
-from gateway.errors import ServiceUnavailable
+from mp3core.errors import ServiceUnavailable
+
 from gateway.jobs import IDEMPOTENCY_WINDOW, Jobs, claim_id
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

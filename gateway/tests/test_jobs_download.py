@@ -113,21 +113,26 @@ def test_download_streams_the_mp3(client, storage, alice_mp3, token):
     assert len(grid_out.read_sizes) == 5  # 4 pieces with data, then the empty read that ends it
 
 
+FID_ERROR = {"error": "fid must be 24 lower-case hexadecimal characters"}
+
+
 @pytest.mark.parametrize(
     "fid",
-    ["", "123", "65a1b2c3d4e5f60718293a4", "65a1b2c3d4e5f60718293a4b0", "zza1b2c3d4e5f60718293a4b", "65a1b2c3d4e5f6071829 a4b"],
-    ids=["empty", "short", "23-hex", "25-hex", "non-hex", "space"],
+    ["", "123", "65a1b2c3d4e5f60718293a4", "65a1b2c3d4e5f60718293a4b0", "zza1b2c3d4e5f60718293a4b",
+     "65a1b2c3d4e5f6071829 a4b", MP3_FID.upper()],
+    ids=["empty", "short", "23-hex", "25-hex", "non-hex", "space", "upper-case"],
 )
-def test_download_malformed_fid_is_400(client, fid):
+def test_download_malformed_fid_is_400(client, storage, alice_mp3, fid):
     response = client.get("/download", query_string={"fid": fid}, headers=bearer("alice-token"))
     assert response.status_code == 400
-    assert response.get_json() == {"error": "fid must be 24 hexadecimal characters"}
+    assert response.get_json() == FID_ERROR
+    assert storage.grid_outs == []
 
 
 def test_download_without_fid_is_400(client):
     response = client.get("/download", headers=bearer("alice-token"))
     assert response.status_code == 400
-    assert response.get_json() == {"error": "fid must be 24 hexadecimal characters"}
+    assert response.get_json() == FID_ERROR
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pymongo.errors
 from prometheus_client import CollectorRegistry, generate_latest
 
-from gateway.metrics import JobsByStatus
+from gateway.metrics import JOBS_CACHE_SECONDS, JobsByStatus
 
 
 class Clock:
@@ -44,11 +44,11 @@ def test_building_the_app_does_not_count_jobs(app, jobs):
 def test_counts_are_cached_for_the_ttl():
     calls = []
     clock = Clock()
-    collector = JobsByStatus(lambda: calls.append(1) or {"done": len(calls)}, ttl=15, clock=clock)
+    collector = JobsByStatus(lambda: calls.append(1) or {"done": len(calls)}, clock=clock)
     registry = registry_with(collector)
 
     assert registry.get_sample_value("gateway_jobs", {"status": "done"}) == 1
-    clock.now += 14.9
+    clock.now += JOBS_CACHE_SECONDS - 0.1
     assert registry.get_sample_value("gateway_jobs", {"status": "done"}) == 1
     assert len(calls) == 1
     clock.now += 0.1
@@ -70,7 +70,7 @@ def test_mongodb_down_leaves_the_gauge_empty_and_caches_the_failure(caplog):
         calls.append(1)
         raise pymongo.errors.ServerSelectionTimeoutError("down")
 
-    registry = registry_with(JobsByStatus(count, ttl=15, clock=clock))
+    registry = registry_with(JobsByStatus(count, clock=clock))
 
     text = generate_latest(registry).decode()
     assert "# TYPE gateway_jobs gauge" in text

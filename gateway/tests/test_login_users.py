@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from gateway import create_app
 from gateway.auth_client import AuthReply
-from gateway.config import Settings
 
 BASIC = "Basic YWxpY2VAZXhhbXBsZS5jb206c2VjcmV0LXBhc3M="
 
@@ -81,8 +82,8 @@ def test_login_when_auth_fails_is_503(client, auth, setup, status, error):
     assert response.headers["Retry-After"] == "5"
 
 
-def test_client_address_behind_one_proxy_comes_from_x_forwarded_for(storage, jobs, publisher, auth):
-    app = create_app(Settings(proxy_hops=1), storage=storage, jobs=jobs, publisher=publisher, auth=auth)
+def test_client_address_behind_one_proxy_comes_from_x_forwarded_for(settings, storage, jobs, publisher, auth):
+    app = create_app(dataclasses.replace(settings, proxy_hops=1), storage=storage, jobs=jobs, publisher=publisher, auth=auth)
     response = app.test_client().post(
         "/login",
         headers={"Authorization": BASIC, "X-Forwarded-For": "198.51.100.1, 203.0.113.9"},

@@ -6,8 +6,9 @@ import io
 
 import pytest
 
-from gateway.errors import BadRequest, PayloadTooLarge
-from gateway.upload import receive_upload
+from mp3core.errors import BadRequest, PayloadTooLarge
+
+from gateway.multipart import receive_upload
 
 BOUNDARY = "test-boundary-7MA4YWxkTrZu0gW"
 

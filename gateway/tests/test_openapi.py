@@ -6,10 +6,10 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from mp3core.contract import OPTION_NAMES
 
 from gateway.jobs import job_view, new_job
 from gateway.openapi import OPENAPI
-from gateway.options import OPTION_NAMES
 
 # Flask adds these to every rule by itself; they are not part of the API.
 AUTOMATIC = {"HEAD", "OPTIONS"}

@@ -1,11 +1,12 @@
-"""Upload options as form fields: validation, where they end up, and what a refusal leaves behind."""
+"""Upload options as form fields: parsing, where they end up, and what a refusal leaves behind."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.errors import BadRequest
-from gateway.options import parse_options
+from mp3core.errors import BadRequest
+
+from gateway.options import parse_form_options
 
 UNSET = {"bitrate": None, "quality": None, "channels": None, "sample_rate": None}
 
@@ -23,7 +24,7 @@ UNSET = {"bitrate": None, "quality": None, "channels": None, "sample_rate": None
     ],
 )
 def test_valid_options(fields, expected):
-    assert parse_options(fields) == {**UNSET, **expected}
+    assert parse_form_options(fields).to_dict() == {**UNSET, **expected}
 
 
 ALL_BITRATES = "bitrate must be one of 64, 80, 96, 112, 128, 160, 192, 224, 256, 320 (kbit/s, constant bit rate)"
@@ -60,7 +61,7 @@ BAD_OPTIONS = [
 @pytest.mark.parametrize(("fields", "error", "field"), [c[1:] for c in BAD_OPTIONS], ids=[c[0] for c in BAD_OPTIONS])
 def test_invalid_options_name_the_field(fields, error, field):
     with pytest.raises(BadRequest) as caught:
-        parse_options(fields)
+        parse_form_options(fields)
     assert (caught.value.status, caught.value.message, caught.value.field) == (400, error, field)
 
 

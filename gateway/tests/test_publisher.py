@@ -9,7 +9,8 @@ import time
 import pika.exceptions
 import pytest
 
-from gateway.errors import ServiceUnavailable
+from mp3core.errors import ServiceUnavailable
+
 from gateway.publisher import Publisher
 
 URL = "amqp://guest:guest@127.0.0.1:5672/%2F"  # dev-only placeholder credentials

@@ -6,7 +6,7 @@ import pika.exceptions
 import pymongo.errors
 import pytest
 
-from gateway.errors import ServiceUnavailable
+from mp3core.errors import ServiceUnavailable
 
 BOUNDARY = "test-boundary-7MA4YWxkTrZu0gW"
 MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
