@@ -11,8 +11,10 @@ import time
 from procs import ROOT, SERVICES, Service
 
 # Dev-only placeholders so a newcomer can start the system with no setup. Never used in a cluster:
-# there the values come from Secrets, and the services refuse to start without them.
+# there the values come from Secrets, and the services refuse to start without them, and refuse these
+# placeholders (anything containing "dev-only") unless DEV_MODE is true.
 DEV_DEFAULTS = {
+    "DEV_MODE": "true",
     "JWT_SECRET": "dev-only-placeholder-jwt-secret-not-for-production",
     "MYSQL_PASSWORD": "dev-only-placeholder-auth-db-password",  # as in mysql/init.sql
     "ADMIN_EMAIL": "admin@example.com",

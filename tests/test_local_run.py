@@ -22,3 +22,4 @@ def test_dev_placeholders_say_so_and_jwt_secret_is_long_enough():
     for name in ("JWT_SECRET", "MYSQL_PASSWORD", "ADMIN_PASSWORD"):
         assert "dev-only" in run.DEV_DEFAULTS[name]
     assert len(run.DEV_DEFAULTS["JWT_SECRET"]) >= 32
+    assert run.DEV_DEFAULTS["DEV_MODE"] == "true"  # the services accept the placeholders only in dev mode
