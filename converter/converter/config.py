@@ -5,30 +5,24 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mp3core.contract import MP3_QUEUE, VIDEO_QUEUE
-from mp3core.settings import ConfigError, Env
+from mp3core.settings import ConfigError, ConsumerSettings, Env
 
 # Every variable this service reads; the ConfigMap and the README's table list the same names.
-ENV_VARS = ("HOST", "METRICS_PORT", "MONGO_URI", "RABBITMQ_URL", "VIDEO_QUEUE", "MP3_QUEUE", "MAX_ATTEMPTS",
-            "WORK_DIR", "MP3_TTL_HOURS", "REAPER_INTERVAL_SECONDS", "SHUTDOWN_GRACE_SECONDS")
+ENV_VARS = ConsumerSettings.ENV_VARS + ("VIDEO_QUEUE", "MP3_QUEUE", "MAX_ATTEMPTS", "WORK_DIR", "MP3_TTL_HOURS",
+                                        "REAPER_INTERVAL_SECONDS")
 
 
 @dataclass(frozen=True)
-class Settings:
-    host: str
-    metrics_port: int
-    # URIs may embed credentials: keep them out of repr() and so out of logs.
-    mongo_uri: str = field(repr=False)
-    rabbitmq_url: str = field(repr=False)
+class Settings(ConsumerSettings):
     video_queue: str
     mp3_queue: str
     max_attempts: int
     work_dir: str
     mp3_ttl_hours: int            # how long a finished MP3 (and a failed job's video) is kept
     reaper_interval_s: int        # how often the retention reaper looks for expired files
-    shutdown_grace_s: int         # how long a stop waits for the job in progress (below the pod's grace period)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -37,15 +31,11 @@ class Settings:
         if not os.path.isdir(work_dir):
             raise ConfigError(f"WORK_DIR={work_dir!r} is not a directory")
         return cls(
-            host=env.str("HOST", "127.0.0.1"),
-            metrics_port=env.port("METRICS_PORT", 9101),
-            mongo_uri=env.mongo_uri(),
-            rabbitmq_url=env.amqp_url(),
+            **ConsumerSettings.read(env, metrics_port=9101, shutdown_grace_s=50),
             video_queue=env.str("VIDEO_QUEUE", VIDEO_QUEUE),
             mp3_queue=env.str("MP3_QUEUE", MP3_QUEUE),
             max_attempts=env.int("MAX_ATTEMPTS", 3, 1, 100),
             work_dir=work_dir,
             mp3_ttl_hours=env.int("MP3_TTL_HOURS", 24, 1, 24 * 366),
             reaper_interval_s=env.int("REAPER_INTERVAL_SECONDS", 300, 1, 86400),
-            shutdown_grace_s=env.int("SHUTDOWN_GRACE_SECONDS", 50, 1, 3600),
         )

@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.collection import Collection
 
 from mp3core.contract import CONVERTING, DONE, EXPIRED, FAILED, UNFINISHED
-from mp3core.mongo import retry_transient
+from mp3core.mongo import JobsCollection, retry_transient, utc_now
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class Jobs:
+class Jobs(JobsCollection):
     """The converter's view of the `jobs` collection."""
 
-    def __init__(self, collection: Collection, clock=_now, *,  # noqa: ANN001
+    def __init__(self, collection: Collection, clock: Callable[[], datetime] = utc_now, *,
                  mp3_ttl: timedelta = timedelta(hours=24)) -> None:
-        self._jobs = collection
-        self._clock = clock
+        super().__init__(collection, clock)
         self._mp3_ttl = mp3_ttl
-
-    @retry_transient
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        return self._jobs.find_one({"_id": job_id})
 
     @retry_transient
     def start_attempt(self, job_id: str) -> dict[str, Any] | None:

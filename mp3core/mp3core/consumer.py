@@ -44,8 +44,8 @@ class ConsumerMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ConsumerMetrics:
         return cls(
-            messages=Counter("consumer_messages_total", "Deliveries settled, by outcome.", ["queue", "outcome"],
-                             registry=registry),
+            messages=Counter("consumer_messages_total", "Deliveries settled, by queue and outcome.",
+                             ["queue", "outcome"], registry=registry),
             handle_seconds=Histogram("consumer_handle_seconds", "Time from delivery to settlement.", ["queue"],
                                      buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600), registry=registry),
             connected=Gauge("consumer_broker_connected", "1 while connected to RabbitMQ and consuming.", ["queue"],

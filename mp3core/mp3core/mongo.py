@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
 
 import tenacity
 from pymongo import MongoClient
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure
 
@@ -33,3 +37,20 @@ retry_transient = tenacity.retry(
         "MongoDB unavailable in %s (%s); retrying in %.0f s", state.fn.__name__ if state.fn else "?",
         state.outcome.exception() if state.outcome else "?", state.next_action.sleep if state.next_action else 0),
 )
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class JobsCollection:
+    """Base of each consumer's view of the `jobs` collection: the collection, a clock for the timestamps it
+    writes, and reading one job. Each service adds the transitions it owns."""
+
+    def __init__(self, collection: Collection, clock: Callable[[], datetime] = utc_now) -> None:
+        self._jobs = collection
+        self._clock = clock
+
+    @retry_transient
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        return self._jobs.find_one({"_id": job_id})

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 T = TypeVar("T")
@@ -107,6 +108,31 @@ class Env:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"{name}={value!r} is not an http(s) URL or host:port"[:200])
         return url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """What every queue consumer reads (converter and notification extend it with their own fields)."""
+
+    ENV_VARS = ("HOST", "METRICS_PORT", "MONGO_URI", "RABBITMQ_URL", "SHUTDOWN_GRACE_SECONDS")
+
+    host: str
+    metrics_port: int  # the health and metrics endpoint
+    # URIs may embed credentials: keep them out of repr() and so out of logs.
+    mongo_uri: str = field(repr=False)
+    rabbitmq_url: str = field(repr=False)
+    shutdown_grace_s: int  # how long a stop waits for the job in progress (below the pod's grace period)
+
+    @staticmethod
+    def read(env: Env, *, metrics_port: int, shutdown_grace_s: int) -> dict[str, Any]:
+        """The shared fields from env, with the service's own defaults, as keyword arguments for its Settings."""
+        return {
+            "host": env.str("HOST", "127.0.0.1"),
+            "metrics_port": env.port("METRICS_PORT", metrics_port),
+            "mongo_uri": env.mongo_uri(),
+            "rabbitmq_url": env.amqp_url(),
+            "shutdown_grace_s": env.int("SHUTDOWN_GRACE_SECONDS", shutdown_grace_s, 1, 3600),
+        }
 
 
 def load(service: str, from_env: Callable[[], T]) -> T:

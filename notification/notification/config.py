@@ -6,30 +6,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mp3core.contract import MP3_QUEUE
-from mp3core.settings import ConfigError, Env
+from mp3core.settings import ConfigError, ConsumerSettings, Env
 
 # Every variable this service reads; the ConfigMap/Secret and the README's table list the same names.
-ENV_VARS = ("HOST", "METRICS_PORT", "MONGO_URI", "RABBITMQ_URL", "MP3_QUEUE", "SMTP_HOST", "SMTP_PORT",
-            "SMTP_USER", "SMTP_PASSWORD", "SMTP_FROM", "SMTP_STARTTLS", "PUBLIC_URL", "SHUTDOWN_GRACE_SECONDS",
-            "DEV_MODE")
+ENV_VARS = ConsumerSettings.ENV_VARS + ("MP3_QUEUE", "SMTP_HOST", "SMTP_PORT", "SMTP_USER", "SMTP_PASSWORD",
+                                        "SMTP_FROM", "SMTP_STARTTLS", "PUBLIC_URL", "DEV_MODE")
 
 
 @dataclass(frozen=True)
-class Settings:
-    host: str
-    metrics_port: int
-    # URIs and the SMTP password may be credentials: keep them out of repr() and so out of logs.
-    mongo_uri: str = field(repr=False)
-    rabbitmq_url: str = field(repr=False)
+class Settings(ConsumerSettings):
     mp3_queue: str
     smtp_host: str
     smtp_port: int
     smtp_user: str
-    smtp_password: str = field(repr=False)
+    smtp_password: str = field(repr=False)  # a credential: kept out of repr() and so out of logs
     smtp_from: str
     smtp_starttls: bool
     public_url: str
-    shutdown_grace_s: int  # how long a stop waits for the email in progress (below the pod's grace period)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -38,10 +31,7 @@ class Settings:
         if "@" not in smtp_from or any(c in smtp_from for c in "\r\n"):
             raise ConfigError(f"SMTP_FROM={smtp_from!r} is not an email address")
         return cls(
-            host=env.str("HOST", "127.0.0.1"),
-            metrics_port=env.port("METRICS_PORT", 9102),
-            mongo_uri=env.mongo_uri(),
-            rabbitmq_url=env.amqp_url(),
+            **ConsumerSettings.read(env, metrics_port=9102, shutdown_grace_s=25),
             mp3_queue=env.str("MP3_QUEUE", MP3_QUEUE),
             smtp_host=env.str("SMTP_HOST", "127.0.0.1"),
             smtp_port=env.port("SMTP_PORT", 1025),
@@ -51,5 +41,4 @@ class Settings:
             smtp_starttls=env.bool("SMTP_STARTTLS", False),
             # Shown to users in the email: a bare host:port is a mistake here, not a shorthand.
             public_url=env.http_url("PUBLIC_URL", "http://localhost:8080", bare_host_ok=False),
-            shutdown_grace_s=env.int("SHUTDOWN_GRACE_SECONDS", 25, 1, 3600),
         )

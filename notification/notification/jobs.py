@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any
-
-from pymongo.collection import Collection
-
-from mp3core.mongo import retry_transient
+from mp3core.mongo import JobsCollection, retry_transient
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class Jobs:
+class Jobs(JobsCollection):
     """Notification's view of the `jobs` collection."""
-
-    def __init__(self, collection: Collection, clock=_now) -> None:  # noqa: ANN001
-        self._jobs = collection
-        self._clock = clock
-
-    @retry_transient
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        return self._jobs.find_one({"_id": job_id})
 
     @retry_transient
     def mark_notified(self, job_id: str) -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter
 
+from mp3core.metrics import counter
+
 
 @dataclass(frozen=True)
 class Metrics:
@@ -14,19 +16,11 @@ class Metrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
-        metrics = cls(
-            emails_sent=Counter(
-                "notification_emails_sent_total",
-                "Emails the SMTP server accepted, by the job outcome they announce (done or failed).", ["kind"],
-                registry=registry),
-            emails_failed=Counter(
-                "notification_emails_failed_total",
-                "Send attempts that failed: reason=unavailable (retried) or rejected (never deliverable).",
-                ["reason"], registry=registry),
+        return cls(
+            emails_sent=counter(registry, "notification_emails_sent_total",
+                                "Emails the SMTP server accepted, by the job outcome they announce.",
+                                "kind", ("done", "failed")),
+            emails_failed=counter(registry, "notification_emails_failed_total",
+                                  "Send attempts that failed: unavailable (retried) or rejected (never deliverable).",
+                                  "reason", ("unavailable", "rejected")),
         )
-        # Every series exported from the start at 0, so rate() and alerts see them before the first event.
-        for kind in ("done", "failed"):
-            metrics.emails_sent.labels(kind)
-        for reason in ("unavailable", "rejected"):
-            metrics.emails_failed.labels(reason)
-        return metrics
