@@ -1,19 +1,20 @@
-"""Command line: `python -m auth create-user EMAIL [--admin] [--password-stdin]`."""
+"""Command line: `python -m auth create-user EMAIL [--admin] [--password-stdin]`, straight against MySQL."""
 
 from __future__ import annotations
 
 import argparse
-import getpass as getpass_module
-import os
+import getpass
 import sys
-from collections.abc import Callable, Mapping
-from typing import TextIO
+from contextlib import closing
 
 import MySQLdb
+from mp3core import logs
+from mp3core.errors import AppError
+from mp3core.settings import load
 
-from . import accounts, create_app
-from .config import ConfigError, Settings
-from .errors import AuthServiceError
+from . import accounts, db
+from .config import Settings
+from .users import MySQLUsers
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,46 +29,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(
-    argv: list[str] | None = None,
-    *,
-    environ: Mapping[str, str] = os.environ,
-    stdin: TextIO | None = None,
-    getpass: Callable[[str], str] = getpass_module.getpass,
-    users=None,
-    throttle=None,
-) -> int:
-    """Run the CLI; returns the exit status. Adapters can be injected for tests."""
+def _fail(message: str) -> int:
+    print(f"auth: error: {message}", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
     args = _parser().parse_args(argv)
-    stdin = stdin if stdin is not None else sys.stdin
-
-    def fail(message: str, code: int = 1) -> int:
-        print(f"auth: error: {message}", file=sys.stderr)
-        return code
-
-    try:
-        settings = Settings.from_env(environ)
-    except ConfigError as exc:
-        return fail(str(exc), 2)
+    logs.setup()
+    settings = load("auth", Settings.from_env)
 
     if args.password_stdin:
         # Only the line ending is removed: leading/trailing spaces may be part of a passphrase.
-        password = stdin.readline().rstrip("\r\n")
+        password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = getpass("Password: ")
-        if getpass("Repeat password: ") != password:
-            return fail("passwords do not match")
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            return _fail("passwords do not match")
 
     try:
-        app = create_app(settings, users=users, throttle=throttle)
-        with app.app_context():
-            user = accounts.create_user(
-                args.email, password, admin=args.admin, users=app.extensions["auth"].users
-            )
-    except AuthServiceError as exc:
-        return fail(exc.message)
+        # Checked before connecting, so a typo is reported without a database round trip.
+        email = accounts.check_new_user(args.email, password)
+        with closing(MySQLdb.connect(**db.connect_args(settings))) as connection:
+            db.create_schema(connection)
+            user = accounts.create_user(email, password, admin=args.admin, users=MySQLUsers(lambda: connection))
+    except AppError as exc:
+        return _fail(exc.message)
     except MySQLdb.OperationalError as exc:
-        return fail(f"cannot reach MySQL at {settings.mysql_host}:{settings.mysql_port}: {exc}")
+        return _fail(f"cannot reach MySQL at {settings.mysql_host}:{settings.mysql_port}: {exc}")
     print(f"created user {user.email}" + (" (admin)" if user.is_admin else ""))
     return 0
 

@@ -1,17 +1,43 @@
-"""Auth logic as plain functions: login, new-user validation and creation, bootstrap admin."""
+"""Auth logic as plain functions: login, new-user validation and creation, bootstrap admin; the ports they use."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from . import passwords, tokens
 from .errors import InvalidCredentials, InvalidInput, TooManyAttempts, UserExists
-from .users import User, is_valid_email, normalize_email, validate_email
+from .rules import check_password, is_valid_email, normalize_email, validate_email
 
 log = logging.getLogger(__name__)
 
 NEW_USER_FIELDS = frozenset({"email", "password", "admin"})
+
+
+@dataclass(frozen=True)
+class User:
+    email: str
+    password_hash: str
+    is_admin: bool
+
+
+class Users(Protocol):
+    """Where users are kept (users.MySQLUsers); emails arrive normalised."""
+
+    def ping(self) -> None: ...
+    def get_by_email(self, email: str) -> User | None: ...
+    def create(self, email: str, password_hash: str, *, admin: bool) -> User: ...  # UserExists if taken
+    def update_password_hash(self, email: str, password_hash: str) -> None: ...
+
+
+class Throttle(Protocol):
+    """Failed-login counters per user and per client address (throttle.MySQLThrottle)."""
+
+    def retry_after(self, *, user: str, address: str) -> int: ...
+    def record_failure(self, *, user: str, address: str) -> None: ...
+    def reset_user(self, user: str) -> None: ...
+    def purge_expired(self) -> None: ...
 
 
 def login(
@@ -19,8 +45,8 @@ def login(
     password: str,
     address: str,
     *,
-    users,
-    throttle,
+    users: Users,
+    throttle: Throttle,
     secret: str,
     lifetime_minutes: int,
 ) -> str:
@@ -49,6 +75,13 @@ def login(
     return tokens.issue(email=user.email, admin=user.is_admin, secret=secret, lifetime_minutes=lifetime_minutes)
 
 
+def check_new_user(email: str, password: str) -> str:
+    """Return the normalised email; raise InvalidInput for an email or password that may not be stored."""
+    email = validate_email(email)
+    check_password(password)
+    return email
+
+
 def parse_new_user(body: Any) -> tuple[str, str, bool]:
     """Validate a POST /users body; raise InvalidInput naming the offending field."""
     if not isinstance(body, dict):
@@ -64,22 +97,21 @@ def parse_new_user(body: Any) -> tuple[str, str, bool]:
     password = body.get("password")
     if not isinstance(password, str):
         raise InvalidInput("password must be a string")
-    passwords.check_policy(password)
+    check_password(password)
     admin = body.get("admin", False)
     if type(admin) is not bool:  # bool only: JSON 1/0 or "true" are not accepted as flags
         raise InvalidInput("admin must be a boolean")
     return email, password, admin
 
 
-def create_user(email: str, password: str, *, admin: bool, users) -> User:
-    email = validate_email(email)
-    passwords.check_policy(password)
+def create_user(email: str, password: str, *, admin: bool, users: Users) -> User:
+    email = check_new_user(email, password)
     user = users.create(email, passwords.hash_password(password), admin=admin)
     log.info("user created", extra={"email": user.email, "admin": user.is_admin})
     return user
 
 
-def bootstrap_admin(email: str, password: str, *, users) -> bool:
+def bootstrap_admin(email: str, password: str, *, users: Users) -> bool:
     """Create the admin if absent; True when this call created it.
 
     An existing account is left untouched (changing ADMIN_PASSWORD later does not reset it).

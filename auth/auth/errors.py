@@ -1,39 +1,31 @@
-"""Domain exceptions raised by the auth logic; the app's one error handler maps them to HTTP."""
+"""auth's domain errors: raised by logic and adapters, mapped to HTTP by mp3core.http's one error handler."""
+
+from __future__ import annotations
+
+from mp3core import errors as core
 
 
-class AuthServiceError(Exception):
-    """Base class: the message is safe to show to the caller as the JSON `error`."""
-
-    default_message = "request failed"
-
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.default_message)
-        self.message = message or self.default_message
-
-
-class InvalidCredentials(AuthServiceError):
+class InvalidCredentials(core.Unauthorized):
     default_message = "invalid email or password"
+    # /login takes Basic credentials, so its challenge names Basic rather than the shared Bearer one.
+    headers = {"WWW-Authenticate": 'Basic realm="mp3converter"'}
 
 
-class InvalidToken(AuthServiceError):
+class InvalidToken(core.Unauthorized):
     default_message = "invalid token"
 
 
-class Forbidden(AuthServiceError):
+class Forbidden(core.Forbidden):
     default_message = "admin token required"
 
 
-class InvalidInput(AuthServiceError):
+class InvalidInput(core.BadRequest):
     default_message = "invalid input"
 
 
-class UserExists(AuthServiceError):
+class UserExists(core.Conflict):
     default_message = "user already exists"
 
 
-class TooManyAttempts(AuthServiceError):
+class TooManyAttempts(core.TooManyRequests):
     default_message = "too many failed logins, try again later"
-
-    def __init__(self, retry_after: int, message: str | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after

@@ -1,12 +1,14 @@
 """Gunicorn settings for auth: `gunicorn -c python:auth.gunicorn_conf "auth:create_app()"`."""
 
-import os
+from mp3core.logs import GUNICORN_LOGCONFIG
+from mp3core.settings import load
 
-from auth.config import DEFAULT_HOST, DEFAULT_PORT, ConfigError, Settings
+from auth.config import Settings
 
-_host = os.environ.get("HOST") or DEFAULT_HOST
-_port = os.environ.get("PORT") or str(DEFAULT_PORT)
-bind = f"[{_host}]:{_port}" if ":" in _host else f"{_host}:{_port}"
+# Read in the master, so a bad variable is one line and exit 1 before any worker starts.
+_settings = load("auth", Settings.from_env)
+_host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
+bind = f"{_host}:{_settings.port}"
 
 # One process per pod so prometheus-client's in-process counters are complete for the pod
 # (no multiprocess mode needed); threads absorb I/O waits, and we scale with replicas instead.
@@ -20,26 +22,5 @@ accesslog = "-"
 # gunicorn run locally (auth and gateway would fight over it). Nothing here uses `gunicornc`.
 control_socket_disable = True
 
-# Everything (gunicorn's error and access logs included) as JSON lines on stdout.
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "auth.logs.JsonFormatter"}},
-    "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
-    },
-    "root": {"level": "INFO", "handlers": ["stdout"]},
-    "loggers": {
-        "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
-        "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
-    },
-}
-
-
-def on_starting(server) -> None:
-    """Validate configuration in the master so a bad variable is one line and exit 1, not a worker traceback."""
-    try:
-        Settings.from_env()
-    except ConfigError as exc:
-        # gunicorn prints a RuntimeError raised here as "Error: <message>" and exits with status 1.
-        raise RuntimeError(f"auth configuration error: {exc}") from None
+# Everything (gunicorn's error and access logs included) as JSON lines on stdout, in the shared schema.
+logconfig_dict = GUNICORN_LOGCONFIG

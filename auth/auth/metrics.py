@@ -1,33 +1,23 @@
-"""Prometheus instruments, registered in a registry owned by one app instance."""
+"""auth's Prometheus metrics: the shared HTTP request metrics plus login outcomes, on one registry per app."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from mp3core.http import HttpMetrics
+from prometheus_client import CollectorRegistry, Counter
 
 
 @dataclass(frozen=True)
 class Metrics:
-    registry: CollectorRegistry
-    requests: Counter
-    latency: Histogram
+    http: HttpMetrics
     logins: Counter
 
 
 def create_metrics() -> Metrics:
-    # A registry per app (not the global one) so several apps in one test process do not collide.
+    # A registry per app (not the global one) so several apps in one process do not collide.
     registry = CollectorRegistry()
     return Metrics(
-        registry=registry,
-        requests=Counter(
-            "auth_http_requests_total",
-            "HTTP requests by endpoint and status.",
-            ["endpoint", "status"],
-            registry=registry,
-        ),
-        latency=Histogram(
-            "auth_http_request_duration_seconds", "HTTP request latency by endpoint.", ["endpoint"], registry=registry
-        ),
+        http=HttpMetrics.create("auth", registry),
         logins=Counter("auth_logins_total", "Login attempts by outcome.", ["outcome"], registry=registry),
     )

@@ -9,22 +9,10 @@ import secrets
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from .errors import InvalidInput
-
 log = logging.getLogger(__name__)
-
-MIN_LENGTH = 8
-# The upper bound keeps one login from costing unbounded hashing input; 1024 fits any passphrase.
-MAX_LENGTH = 1024
 
 # OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16, type=Type.ID)
-
-
-def check_policy(password: str) -> None:
-    """Raise InvalidInput unless the password may be stored."""
-    if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
-        raise InvalidInput(f"password must be {MIN_LENGTH} to {MAX_LENGTH} characters long")
 
 
 def hash_password(password: str) -> str:

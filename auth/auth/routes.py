@@ -7,9 +7,9 @@ import binascii
 from dataclasses import dataclass
 
 from flask import Blueprint, Request, Response, current_app, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import accounts, tokens
+from .accounts import Throttle, Users
 from .config import Settings
 from .errors import Forbidden, InvalidCredentials, InvalidToken, TooManyAttempts
 from .metrics import Metrics
@@ -22,8 +22,8 @@ class Deps:
     """What the routes need, built by create_app and kept in app.extensions["auth"]."""
 
     settings: Settings
-    users: object
-    throttle: object
+    users: Users
+    throttle: Throttle
     metrics: Metrics
 
 
@@ -123,4 +123,4 @@ def healthz() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(generate_latest(deps().metrics.registry), content_type=CONTENT_TYPE_LATEST)
+    return deps().metrics.http.exposition()

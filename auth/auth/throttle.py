@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 
-from flask_mysqldb import MySQL
+from MySQLdb.connections import Connection
 
 USER = "user"
 ADDRESS = "address"
@@ -32,7 +32,7 @@ def retry_after(counters: Iterable[tuple[int, int, int]], now: float, window_sec
 
 
 class MySQLThrottle:
-    """Counters live in MySQL so every replica sees the same limits.
+    """Counters in MySQL, on the connection `connection()` returns, so every replica sees the same limits.
 
     Check-then-verify is not atomic: concurrent attempts may overshoot a limit by the number of
     in-flight requests, which is acceptable for a brute-force brake. Locking a user out for at most
@@ -41,23 +41,20 @@ class MySQLThrottle:
 
     def __init__(
         self,
-        mysql: MySQL,
+        connection: Callable[[], Connection],
         *,
         max_per_user: int,
         max_per_address: int,
         window_seconds: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._mysql = mysql
+        self._connection = connection
         self._limits = {USER: max_per_user, ADDRESS: max_per_address}
         self._window = window_seconds
         self._clock = clock
 
-    def _cursor(self):
-        return self._mysql.connection.cursor()
-
     def retry_after(self, *, user: str, address: str) -> int:
-        with self._cursor() as cur:
+        with self._connection().cursor() as cur:
             cur.execute(
                 "SELECT scope, window_start, failures FROM login_failure "
                 "WHERE (scope = %s AND subject = %s) OR (scope = %s AND subject = %s)",
@@ -72,7 +69,7 @@ class MySQLThrottle:
 
     def record_failure(self, *, user: str, address: str) -> None:
         current = window_start(self._clock(), self._window)
-        with self._cursor() as cur:
+        with self._connection().cursor() as cur:
             for scope, subject in ((USER, user), (ADDRESS, address)):
                 # One atomic upsert per key. MySQL evaluates the SET list left to right, so
                 # `failures` must be computed before `window_start` is moved to the new window.
@@ -86,7 +83,7 @@ class MySQLThrottle:
                 )
 
     def reset_user(self, user: str) -> None:
-        with self._cursor() as cur:
+        with self._connection().cursor() as cur:
             cur.execute(
                 "DELETE FROM login_failure WHERE scope = %s AND subject = %s",
                 (USER, user[:MAX_SUBJECT_LENGTH]),
@@ -95,5 +92,5 @@ class MySQLThrottle:
     def purge_expired(self) -> None:
         """Drop counters from past windows so the table does not grow with every address ever seen."""
         current = window_start(self._clock(), self._window)
-        with self._cursor() as cur:
+        with self._connection().cursor() as cur:
             cur.execute("DELETE FROM login_failure WHERE window_start < %s", (current,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import sys
 
 import MySQLdb
@@ -15,11 +16,13 @@ if getattr(sys.modules.get("auth"), "__file__", "") is None:
     del sys.modules["auth"]
 
 from auth import create_app, passwords, throttle as throttle_logic  # noqa: E402
+from auth.accounts import User  # noqa: E402
 from auth.config import Settings  # noqa: E402
 from auth.errors import UserExists  # noqa: E402
-from auth.users import User  # noqa: E402
 
-SECRET = "unit-test-jwt-secret-0123456789abcdef"  # dev-only placeholder
+SECRET = "unit-test-jwt-secret-0123456789abcdef"
+# What a unit test's Settings are read from; the placeholders need DEV_MODE, as in a local run.
+ENV = {"DEV_MODE": "true", "MYSQL_PASSWORD": "dev-only-unit-test-db-password", "JWT_SECRET": SECRET}
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-1"
 ALICE_EMAIL = "alice@example.com"
@@ -32,15 +35,10 @@ class FakeUsers:
     def __init__(self) -> None:
         self.rows: dict[str, User] = {}
         self.down = False
-        self.schema_ensured = 0
 
     def _check(self) -> None:
         if self.down:
             raise MySQLdb.OperationalError(2003, "Can't connect to MySQL server")
-
-    def ensure_schema(self) -> None:
-        self._check()
-        self.schema_ensured += 1
 
     def ping(self) -> None:
         self._check()
@@ -49,7 +47,7 @@ class FakeUsers:
         self._check()
         return self.rows.get(email)
 
-    def create(self, email: str, password_hash: str, *, admin: bool = False) -> User:
+    def create(self, email: str, password_hash: str, *, admin: bool) -> User:
         self._check()
         if email in self.rows:
             raise UserExists()
@@ -91,9 +89,7 @@ class FakeThrottle:
 
 
 def _make_settings(**overrides) -> Settings:
-    values = {"mysql_password": "unit-test-db-password", "jwt_secret": SECRET}  # dev-only placeholders
-    values.update(overrides)
-    return Settings(**values)
+    return dataclasses.replace(Settings.from_env(ENV), **overrides)
 
 
 def basic(email: str, password: str) -> dict[str, str]:

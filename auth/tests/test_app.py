@@ -1,5 +1,6 @@
-"""Application-level behaviour: start-up (schema, bootstrap admin, MySQL retry), errors, health, metrics, logs."""
+"""Application-level behaviour: start-up (bootstrap admin, MySQL retry), errors, health, metrics."""
 
+import base64
 import json
 import logging
 
@@ -7,18 +8,17 @@ import MySQLdb
 import pytest
 
 import auth
-from auth import create_app, logs
+from auth import create_app
 from auth.errors import UserExists
+
+UNAVAILABLE = {"error": "a backing service is unavailable, try again later"}
 
 
 def basic_header(email, password):
-    import base64
-
     return {"Authorization": "Basic " + base64.b64encode(f"{email}:{password}".encode()).decode()}
 
 
-def test_startup_ensures_schema_and_creates_the_bootstrap_admin(app, users):
-    assert users.schema_ensured == 1
+def test_startup_creates_the_bootstrap_admin(app, users):
     admin = users.rows["admin@example.com"]
     assert admin.is_admin is True
     assert admin.password_hash.startswith("$argon2id$")
@@ -39,7 +39,7 @@ def test_bootstrap_race_with_another_replica_is_fine(users, throttle, make_setti
     # Another replica inserts between our lookup and our insert.
     users.get_by_email = lambda email: None
 
-    def create(email, password_hash, *, admin=False):
+    def create(email, password_hash, *, admin):
         raise UserExists()
 
     users.create = create
@@ -59,9 +59,17 @@ def test_no_bootstrap_admin_unless_both_variables_are_set(users, throttle, make_
     assert "admin@example.com" not in users.rows
 
 
+def test_startup_purges_expired_throttle_counters(users, throttle, make_settings):
+    throttle.counters[("address", "192.0.2.1")] = (int(throttle.now) - 3600, 9)
+
+    create_app(make_settings(), users=users, throttle=throttle)
+
+    assert throttle.counters == {}
+
+
 def test_startup_waits_for_mysql(users, throttle, make_settings, monkeypatch):
     calls = []
-    real = users.ensure_schema
+    real = throttle.purge_expired
 
     def flaky():
         calls.append(1)
@@ -69,13 +77,14 @@ def test_startup_waits_for_mysql(users, throttle, make_settings, monkeypatch):
             raise MySQLdb.OperationalError(2003, "Can't connect to MySQL server")
         real()
 
-    users.ensure_schema = flaky
+    throttle.purge_expired = flaky
     monkeypatch.setattr("auth.wait_exponential", lambda **kw: (lambda state: 0))  # no real sleeping
 
-    create_app(make_settings(), users=users, throttle=throttle)
+    create_app(make_settings(admin_email="admin@example.com", admin_password="admin-password-1"),
+               users=users, throttle=throttle)
 
     assert len(calls) == 3
-    assert users.schema_ensured == 1
+    assert "admin@example.com" in users.rows
 
 
 def test_startup_gives_up_after_a_bounded_time(users, throttle, make_settings, monkeypatch):
@@ -84,14 +93,8 @@ def test_startup_gives_up_after_a_bounded_time(users, throttle, make_settings, m
     monkeypatch.setattr("auth.wait_exponential", lambda **kw: (lambda state: 0.01))
 
     with pytest.raises(MySQLdb.OperationalError):
-        create_app(make_settings(), users=users, throttle=throttle)
-
-
-def test_startup_retry_bound_is_below_gunicorn_timeout():
-    from auth import gunicorn_conf
-
-    # gunicorn kills a worker that has not booted within `timeout`; the retry must give up first.
-    assert auth.STARTUP_RETRY_SECONDS + auth.MYSQL_CONNECT_TIMEOUT < gunicorn_conf.timeout
+        create_app(make_settings(admin_email="admin@example.com", admin_password="admin-password-1"),
+                   users=users, throttle=throttle)
 
 
 def test_healthz_ok(client):
@@ -101,31 +104,28 @@ def test_healthz_ok(client):
     assert response.get_json() == {"status": "ok"}
 
 
-def test_healthz_is_503_when_mysql_is_down(client, users):
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [("GET", "/healthz", {}), ("POST", "/login", basic_header("alice@example.com", "alice-password-1"))],
+)
+def test_mysql_down_is_a_json_503(client, users, method, path, headers):
     users.down = True
 
-    response = client.get("/healthz")
+    response = client.open(path, method=method, headers=headers)
 
     assert response.status_code == 503
-    assert response.get_json() == {"error": "user database is unavailable"}
-
-
-def test_login_is_503_when_mysql_is_down(client, users):
-    users.down = True
-
-    response = client.post("/login", headers=basic_header("alice@example.com", "alice-password-1"))
-
-    assert response.status_code == 503
-    assert response.get_json() == {"error": "user database is unavailable"}
+    assert response.get_json() == UNAVAILABLE
+    assert response.headers["Retry-After"] == "5"
 
 
 @pytest.mark.parametrize(
     ("method", "path", "status", "message"),
     [
-        ("GET", "/nope", 404, "not found"),
-        ("GET", "/validate", 405, "method not allowed"),
-        ("DELETE", "/users", 405, "method not allowed"),
-        ("POST", "/healthz", 405, "method not allowed"),
+        ("GET", "/nope", 404, "The requested URL was not found on the server. If you entered the URL manually "
+                              "please check your spelling and try again."),
+        ("GET", "/validate", 405, "The method is not allowed for the requested URL."),
+        ("DELETE", "/users", 405, "The method is not allowed for the requested URL."),
+        ("POST", "/healthz", 405, "The method is not allowed for the requested URL."),
     ],
 )
 def test_http_errors_are_json(client, method, path, status, message):
@@ -148,7 +148,7 @@ def test_unexpected_error_is_a_json_500_without_traceback(client, users, caplog)
 
     users.get_by_email = boom
 
-    with caplog.at_level(logging.ERROR, logger="auth"):
+    with caplog.at_level(logging.ERROR):
         response = client.post("/login", headers=basic_header("alice@example.com", "alice-password-1"))
 
     assert response.status_code == 500
@@ -157,16 +157,28 @@ def test_unexpected_error_is_a_json_500_without_traceback(client, users, caplog)
     assert any(r.exc_info and "secret internals" in str(r.exc_info[1]) for r in caplog.records)
 
 
-def test_metrics_count_requests_by_endpoint_and_status(client):
+def test_metrics_count_requests_by_endpoint_method_and_status(client):
     client.post("/login", headers=basic_header("alice@example.com", "wrong-password"))
     client.get("/nope")
 
     text = client.get("/metrics").get_data(as_text=True)
 
-    assert 'auth_http_requests_total{endpoint="/login",status="401"} 1.0' in text
-    assert 'auth_http_requests_total{endpoint="unmatched",status="404"} 1.0' in text
+    assert 'auth_http_requests_total{endpoint="/login",method="POST",status="401"} 1.0' in text
+    assert 'auth_http_requests_total{endpoint="<unmatched>",method="GET",status="404"} 1.0' in text
     assert 'auth_http_request_duration_seconds_count{endpoint="/login"} 1.0' in text
     assert 'auth_logins_total{outcome="failure"} 1.0' in text
+
+
+def test_login_outcomes_are_counted(client, throttle):
+    client.post("/login", headers=basic_header("alice@example.com", "alice-password-1"))
+    for _ in range(4):  # FakeThrottle: the 4th attempt after 3 failures is throttled
+        client.post("/login", headers=basic_header("alice@example.com", "wrong-password"))
+
+    text = client.get("/metrics").get_data(as_text=True)
+
+    assert 'auth_logins_total{outcome="success"} 1.0' in text
+    assert 'auth_logins_total{outcome="failure"} 3.0' in text
+    assert 'auth_logins_total{outcome="throttled"} 1.0' in text
 
 
 def test_each_app_has_its_own_registry(users, throttle, make_settings):
@@ -178,37 +190,10 @@ def test_each_app_has_its_own_registry(users, throttle, make_settings):
     assert 'endpoint="/healthz"' not in second.get("/metrics").get_data(as_text=True)
 
 
-def test_json_formatter_writes_one_json_object_with_extras():
-    formatter = logs.JsonFormatter()
-    record = logging.LogRecord("auth.x", logging.WARNING, __file__, 1, "hello %s", ("world",), None)
-    record.email = "alice@example.com"
+def test_log_lines_use_the_shared_json_schema(client, capsys):
+    client.post("/login", headers=basic_header("alice@example.com", "wrong-password"))
 
-    entry = json.loads(formatter.format(record))
-
-    assert entry["message"] == "hello world"
-    assert entry["level"] == "WARNING"
-    assert entry["logger"] == "auth.x"
-    assert entry["email"] == "alice@example.com"
-    assert entry["time"].endswith("+00:00")
-
-
-def test_json_formatter_keeps_tracebacks_on_one_line():
-    try:
-        raise ValueError("bad")
-    except ValueError:
-        import sys
-
-        record = logging.LogRecord("auth", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
-
-    line = logs.JsonFormatter().format(record)
-
-    assert "\n" not in line
-    assert "ValueError: bad" in json.loads(line)["exc_info"]
-
-
-def test_configure_is_idempotent():
-    logs.configure()
-    logs.configure()
-
-    handlers = [h for h in logging.getLogger("auth").handlers if getattr(h, "_auth_json", False)]
-    assert len(handlers) == 1
+    entries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (entry,) = [e for e in entries if e["msg"] == "login failed"]
+    assert (entry["level"], entry["logger"], entry["email"]) == ("INFO", "auth.accounts", "alice@example.com")
+    assert entry["ts"].endswith("+00:00")

@@ -1,30 +1,31 @@
-"""gunicorn_conf: bind from HOST/PORT, process model, and config validation in the master."""
+"""gunicorn_conf: bind from Settings, process model, shared log config, config validated at load."""
 
 import importlib
+import sys
 
 import pytest
+from mp3core.logs import GUNICORN_LOGCONFIG
 
-from auth import gunicorn_conf
+import auth
 from auth.config import ENV_VARS
 
-GOOD_ENV = {
-    "MYSQL_PASSWORD": "unit-test-db-password",  # dev-only placeholder
-    "JWT_SECRET": "unit-test-jwt-secret-0123456789abcdef",  # dev-only placeholder
-}
+GOOD_ENV = {"MYSQL_PASSWORD": "unit-test-db-password", "JWT_SECRET": "unit-test-jwt-secret-0123456789abcdef"}
 
 
 @pytest.fixture
 def load(monkeypatch):
+    """Imports gunicorn_conf afresh in an environment holding only GOOD_ENV plus `env`, as gunicorn would."""
+
     def _load(**env):
-        for name in ("HOST", "PORT"):
+        for name in ENV_VARS:
             monkeypatch.delenv(name, raising=False)
-        for name, value in env.items():
+        for name, value in {**GOOD_ENV, **env}.items():
             monkeypatch.setenv(name, value)
-        return importlib.reload(gunicorn_conf)
+        sys.modules.pop("auth.gunicorn_conf", None)
+        return importlib.import_module("auth.gunicorn_conf")
 
     yield _load
-    monkeypatch.undo()
-    importlib.reload(gunicorn_conf)
+    sys.modules.pop("auth.gunicorn_conf", None)
 
 
 @pytest.mark.parametrize(
@@ -47,29 +48,26 @@ def test_process_model(load):
     assert conf.control_socket_disable is True
 
 
-def test_log_config_uses_the_json_formatter(load):
-    conf = load()
+def test_startup_retry_bound_is_below_gunicorn_timeout(load):
+    from auth import db
 
-    assert conf.logconfig_dict["formatters"]["json"]["()"] == "auth.logs.JsonFormatter"
-    assert conf.logconfig_dict["handlers"]["stdout"]["stream"] == "ext://sys.stdout"
-
-
-@pytest.fixture
-def clean_env(monkeypatch):
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
-    return monkeypatch
+    # gunicorn kills a worker that has not booted within `timeout`; the retry must give up first.
+    assert auth.STARTUP_RETRY_SECONDS + db.CONNECT_TIMEOUT < load().timeout
 
 
-def test_on_starting_rejects_bad_configuration_with_one_line(clean_env):
-    clean_env.setenv("MYSQL_PASSWORD", "x")
-
-    with pytest.raises(RuntimeError, match=r"^auth configuration error: JWT_SECRET is required but not set$"):
-        gunicorn_conf.on_starting(server=None)
+def test_logs_use_the_shared_json_config(load):
+    assert load().logconfig_dict is GUNICORN_LOGCONFIG
 
 
-def test_on_starting_accepts_good_configuration(clean_env):
-    for name, value in GOOD_ENV.items():
-        clean_env.setenv(name, value)
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"JWT_SECRET": ""}, "auth: configuration error: JWT_SECRET is required but not set"),
+        ({"PORT": "http"}, "auth: configuration error: PORT must be an integer, got 'http'"),
+    ],
+)
+def test_bad_configuration_exits_with_one_line(load, env, message):
+    with pytest.raises(SystemExit) as excinfo:
+        load(**env)
 
-    assert gunicorn_conf.on_starting(server=None) is None
+    assert excinfo.value.code == message

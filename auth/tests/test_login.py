@@ -7,7 +7,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from auth import passwords
-from auth.users import User
+from auth.accounts import User
 
 SECRET = "unit-test-jwt-secret-0123456789abcdef"
 CHALLENGE = 'Basic realm="mp3converter"'
@@ -136,4 +136,4 @@ def test_login_is_post_only(client):
     response = client.get("/login", headers=basic("alice@example.com", "alice-password-1"))
 
     assert response.status_code == 405
-    assert response.get_json() == {"error": "method not allowed"}
+    assert response.get_json() == {"error": "The method is not allowed for the requested URL."}

@@ -1,10 +1,9 @@
-"""passwords: argon2id parameters, verify outcomes, rehash detection, length policy."""
+"""passwords: argon2id parameters, verify outcomes, rehash detection."""
 
 import pytest
 from argon2 import PasswordHasher
 
 from auth import passwords
-from auth.errors import InvalidInput
 
 
 def test_hash_is_argon2id_with_owasp_parameters():
@@ -41,11 +40,3 @@ def test_needs_rehash():
     assert passwords.needs_rehash(weak) is True
     assert passwords.needs_rehash(passwords.hash_password("pw")) is False
 
-
-@pytest.mark.parametrize(("length", "ok"), [(0, False), (7, False), (8, True), (1024, True), (1025, False)])
-def test_length_policy(length, ok):
-    if ok:
-        passwords.check_policy("p" * length)
-    else:
-        with pytest.raises(InvalidInput, match="^password must be 8 to 1024 characters long$"):
-            passwords.check_policy("p" * length)

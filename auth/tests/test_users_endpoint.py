@@ -155,4 +155,4 @@ def test_oversized_body_is_413_json(client, admin_token):
     )
 
     assert response.status_code == 413
-    assert response.get_json() == {"error": "request entity too large"}
+    assert response.get_json() == {"error": "The data value transmitted exceeds the capacity limit."}

@@ -1,8 +1,14 @@
-"""auth against a real MariaDB: schema, bootstrap admin, login, duplicates, throttle shared by replicas."""
+"""auth against a real MariaDB: schema step, init.sql's grants, bootstrap admin, login, duplicates, the CLI,
+throttle shared by replicas."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import io
+import secrets
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 
@@ -10,15 +16,16 @@ pytestmark = pytest.mark.integration
 
 MySQLdb = pytest.importorskip("MySQLdb", reason="mysqlclient is not installed")
 
-from flask import Flask  # noqa: E402
-from flask_mysqldb import MySQL  # noqa: E402
-
-from auth import create_app  # noqa: E402
-from auth.config import Settings  # noqa: E402
+from auth import create_app, db as auth_db  # noqa: E402
+from auth.__main__ import main as cli  # noqa: E402
+from auth.config import ENV_VARS, Settings  # noqa: E402
+from auth.errors import UserExists  # noqa: E402
 from auth.throttle import MySQLThrottle  # noqa: E402
 from auth.users import MySQLUsers  # noqa: E402
+from tests.support import MARIADB_PORT, mariadb_root, unique  # noqa: E402
 
-JWT_SECRET = "integration-test-jwt-secret-0123456789"  # dev-only placeholder
+INIT_SQL = Path(__file__).resolve().parents[2] / "mysql" / "init.sql"
+JWT_SECRET = "integration-test-jwt-secret-0123456789"
 ADMIN = ("admin@example.com", "admin-password-1")
 
 
@@ -30,19 +37,21 @@ def db(request) -> dict:
         pytest.skip("fixture mysql_db is missing (expected in tests/conftest.py; start MariaDB with `make infra`)")
 
 
+def env_for(db: dict) -> dict[str, str]:
+    return {
+        "MYSQL_HOST": db["host"],
+        "MYSQL_PORT": str(db["port"]),
+        "MYSQL_USER": db["user"],
+        "MYSQL_PASSWORD": db["password"],
+        "MYSQL_DB": db["db"],
+        "JWT_SECRET": JWT_SECRET,
+        "ADMIN_EMAIL": ADMIN[0],
+        "ADMIN_PASSWORD": ADMIN[1],
+    }
+
+
 def settings_for(db: dict, **overrides) -> Settings:
-    values = dict(
-        mysql_host=db["host"],
-        mysql_port=int(db["port"]),
-        mysql_user=db["user"],
-        mysql_password=db["password"],
-        mysql_db=db["db"],
-        jwt_secret=JWT_SECRET,
-        admin_email=ADMIN[0],
-        admin_password=ADMIN[1],
-    )
-    values.update(overrides)
-    return Settings(**values)
+    return dataclasses.replace(Settings.from_env(env_for(db)), **overrides)
 
 
 def query(db: dict, sql: str, params=()) -> list[tuple]:
@@ -161,49 +170,115 @@ def test_address_limit_and_reset_on_success(db):
 
 
 @pytest.fixture
-def raw_mysql(db):
-    """A bare Flask app with flask_mysqldb, to drive the adapters with a controlled clock."""
-    create_app(settings_for(db))  # schema
-    app = Flask("auth-integration")
-    app.config.update(
-        MYSQL_HOST=db["host"], MYSQL_PORT=int(db["port"]), MYSQL_USER=db["user"],
-        MYSQL_PASSWORD=db["password"], MYSQL_DB=db["db"], MYSQL_AUTOCOMMIT=True, MYSQL_CHARSET="utf8mb4",
-    )
-    return app, MySQL(app)
+def connection(db):
+    """A plain connection with auth's options and its tables, to drive the adapters directly."""
+    with closing(MySQLdb.connect(**auth_db.connect_args(settings_for(db)))) as conn:
+        auth_db.create_schema(conn)
+        yield conn
 
 
-def test_fixed_window_rolls_over_in_sql(raw_mysql):
-    app, mysql = raw_mysql
+def test_fixed_window_rolls_over_in_sql(connection):
     now = [1_000_000.0]
-    throttle = MySQLThrottle(mysql, max_per_user=2, max_per_address=10, window_seconds=60, clock=lambda: now[0])
+    throttle = MySQLThrottle(lambda: connection, max_per_user=2, max_per_address=10, window_seconds=60,
+                             clock=lambda: now[0])
 
-    with app.app_context():
-        throttle.record_failure(user="u@example.com", address="a")
-        throttle.record_failure(user="u@example.com", address="a")
-        assert throttle.retry_after(user="u@example.com", address="a") == 999_960 + 60 - 1_000_000
-        now[0] += 60  # next window: the old count no longer blocks
-        assert throttle.retry_after(user="u@example.com", address="a") == 0
-        throttle.record_failure(user="u@example.com", address="a")  # restarts at 1, not 3
-        assert throttle.retry_after(user="u@example.com", address="a") == 0
-        throttle.record_failure(user="u@example.com", address="a")
-        assert throttle.retry_after(user="u@example.com", address="a") == 60 - (1_000_060 - 1_000_020)
-        now[0] += 120
-        throttle.purge_expired()
-        with mysql.connection.cursor() as cur:
-            cur.execute("SELECT COUNT(*) FROM login_failure")
-            assert cur.fetchone()[0] == 0
+    throttle.record_failure(user="u@example.com", address="a")
+    throttle.record_failure(user="u@example.com", address="a")
+    assert throttle.retry_after(user="u@example.com", address="a") == 999_960 + 60 - 1_000_000
+    now[0] += 60  # next window: the old count no longer blocks
+    assert throttle.retry_after(user="u@example.com", address="a") == 0
+    throttle.record_failure(user="u@example.com", address="a")  # restarts at 1, not 3
+    assert throttle.retry_after(user="u@example.com", address="a") == 0
+    throttle.record_failure(user="u@example.com", address="a")
+    assert throttle.retry_after(user="u@example.com", address="a") == 60 - (1_000_060 - 1_000_020)
+    now[0] += 120
+    throttle.purge_expired()
+    with connection.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM login_failure")
+        assert cur.fetchone()[0] == 0
 
 
-def test_login_rehash_updates_the_row(raw_mysql, db):
+def test_users_adapter_round_trip_and_errors(connection):
+    users = MySQLUsers(lambda: connection)
+
+    created = users.create("o'neil@example.com", "$argon2id$x", admin=True)
+    users.update_password_hash("o'neil@example.com", "$argon2id$y")
+
+    assert users.get_by_email("o'neil@example.com") == dataclasses.replace(created, password_hash="$argon2id$y")
+    assert users.get_by_email("nobody@example.com") is None
+    with pytest.raises(UserExists):
+        users.create("o'neil@example.com", "$argon2id$z", admin=False)
+    with pytest.raises(MySQLdb.IntegrityError):  # any other constraint is not mistaken for a duplicate
+        users.create("null-hash@example.com", None, admin=False)  # type: ignore[arg-type]
+    users.ping()
+
+
+def test_login_rehash_updates_the_row(connection, db):
     from argon2 import PasswordHasher
 
-    app, mysql = raw_mysql
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("legacy-password")
-    with app.app_context():
-        MySQLUsers(mysql).create("legacy@example.com", weak)
+    MySQLUsers(lambda: connection).create("legacy@example.com", weak, admin=False)
     client = create_app(settings_for(db)).test_client()
 
     assert client.post("/login", headers=basic("legacy@example.com", "legacy-password")).status_code == 200
 
     stored = query(db, "SELECT password_hash FROM `user` WHERE email = %s", ("legacy@example.com",))[0][0]
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+@pytest.fixture
+def cli_env(db, monkeypatch):
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env_for(db).items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def test_cli_creates_the_schema_and_a_user_who_can_log_in(db, cli_env, capsys):
+    cli_env.setattr("sys.stdin", io.StringIO("bob password 1\n"))
+
+    assert cli(["create-user", "Bob@Example.com", "--password-stdin"]) == 0
+
+    # stdout also carries the JSON audit log line; the human summary is the last line.
+    assert capsys.readouterr().out.splitlines()[-1] == "created user bob@example.com"
+    assert query(db, "SELECT email, is_admin FROM `user`") == [("bob@example.com", 0)]
+    client = create_app(settings_for(db, admin_email=None, admin_password=None)).test_client()
+    assert client.post("/login", headers=basic("bob@example.com", "bob password 1")).status_code == 200
+
+
+def test_cli_creates_an_admin_and_refuses_a_duplicate(db, cli_env, capsys):
+    answers = iter(["root-password", "root-password"])
+    cli_env.setattr("getpass.getpass", lambda prompt: next(answers))
+    assert cli(["create-user", "root@example.com", "--admin"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "created user root@example.com (admin)"
+
+    cli_env.setattr("sys.stdin", io.StringIO("another-password\n"))
+    assert cli(["create-user", "ROOT@example.com", "--password-stdin"]) == 1
+
+    assert capsys.readouterr().err == "auth: error: user already exists\n"
+    assert query(db, "SELECT email, is_admin FROM `user`") == [("root@example.com", 1)]
+
+
+@pytest.fixture
+def init_sql_account(servers):
+    """mysql/init.sql applied as `make infra` applies it, with a unique database, account and password."""
+    name, password = unique("auth"), secrets.token_urlsafe(18)
+    sql = INIT_SQL.read_text()
+    for old, new in (("`auth`", f"`{name}`"), ("'auth_user'", f"'{name}'"),
+                     ("'dev-only-placeholder-auth-db-password'", f"'{password}'")):
+        assert old in sql, f"init.sql no longer contains {old}"
+        sql = sql.replace(old, new)
+    mariadb_root(sql)
+    yield {"host": "127.0.0.1", "port": MARIADB_PORT, "user": name, "password": password, "db": name}
+    mariadb_root(f"DROP DATABASE IF EXISTS `{name}`; DROP USER IF EXISTS '{name}'@'%';")
+
+
+def test_init_sql_grants_are_enough_for_auth_to_create_its_tables_and_run(init_sql_account):
+    assert query(init_sql_account, "SHOW TABLES") == []  # init.sql creates no tables
+
+    client = create_app(settings_for(init_sql_account)).test_client()
+
+    assert {row[0] for row in query(init_sql_account, "SHOW TABLES")} == {"user", "login_failure"}
+    assert client.post("/login", headers=basic(*ADMIN)).status_code == 200
+    assert client.post("/login", headers=basic(ADMIN[0], "wrong-password")).status_code == 401

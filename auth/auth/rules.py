@@ -1,0 +1,37 @@
+"""Input rules for accounts: e-mail normalisation and validation, the password length policy."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import InvalidInput
+
+MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
+# Deliberately simple: one @, no whitespace/control characters, a dotted domain. Delivery proves the rest.
+_EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f.]+(?:\.[^@\s\x00-\x1f\x7f.]+)+")
+
+MIN_PASSWORD_LENGTH = 8
+# The upper bound keeps one login from costing unbounded hashing input; 1024 fits any passphrase.
+MAX_PASSWORD_LENGTH = 1024
+
+
+def normalize_email(raw: str) -> str:
+    return raw.strip().lower()
+
+
+def is_valid_email(email: str) -> bool:
+    return len(email) <= MAX_EMAIL_LENGTH and _EMAIL_RE.fullmatch(email) is not None
+
+
+def validate_email(raw: str) -> str:
+    """Return the normalised email or raise InvalidInput."""
+    email = normalize_email(raw)
+    if not is_valid_email(email):
+        raise InvalidInput("email is not a valid address")
+    return email
+
+
+def check_password(password: str) -> None:
+    """Raise InvalidInput unless the password may be stored."""
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise InvalidInput(f"password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters long")

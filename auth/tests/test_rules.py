@@ -1,0 +1,40 @@
+"""rules: e-mail normalisation and validation, the password length policy."""
+
+import pytest
+
+from auth.errors import InvalidInput
+from auth.rules import check_password, is_valid_email, normalize_email, validate_email
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(" Alice@Example.COM\t", "alice@example.com"), ("bob@example.com", "bob@example.com")],
+)
+def test_normalize(raw, expected):
+    assert normalize_email(raw) == expected
+    assert validate_email(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["", "plain", "@example.com", "a@", "a@example", "a@b@example.com", "a b@example.com", "a@exa mple.com",
+     "a@.example.com", "a@example.com.", "a\x00@example.com", "a" * 243 + "@example.com"],
+)
+def test_invalid_emails(email):
+    assert not is_valid_email(email)
+    with pytest.raises(InvalidInput, match="^email is not a valid address$"):
+        validate_email(email)
+
+
+@pytest.mark.parametrize("email", ["a@example.com", "first.last+tag@sub.example.co.uk", "o'neil@example.com"])
+def test_valid_emails(email):
+    assert is_valid_email(email)
+
+
+@pytest.mark.parametrize(("length", "ok"), [(0, False), (7, False), (8, True), (1024, True), (1025, False)])
+def test_password_length_policy(length, ok):
+    if ok:
+        check_password("p" * length)
+    else:
+        with pytest.raises(InvalidInput, match="^password must be 8 to 1024 characters long$"):
+            check_password("p" * length)
