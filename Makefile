@@ -75,8 +75,9 @@ minikube-up: ## start minikube with the ingress and metrics-server addons
 	minikube addons enable ingress
 	minikube addons enable metrics-server
 
-images: ## build the four images inside minikube (tag mp3converter/<svc>:dev, as the overlay expects)
-	for svc in $(SERVICES); do minikube image build -t mp3converter/$$svc:dev $$svc/ || exit 1; done
+images: ## build the base image, then the four service images FROM it, inside minikube (tag mp3converter/<svc>:dev)
+	minikube image build -t mp3converter/base:dev -f mp3core/Dockerfile .
+	for svc in $(SERVICES); do minikube image build -t mp3converter/$$svc:dev -f $$svc/Dockerfile . || exit 1; done
 
 deploy: ## kubectl apply -k the minikube overlay
 	kubectl apply -k $(OVERLAY)

@@ -68,6 +68,7 @@ def checkov_report(render: Callable[[str], str], tmp_path_factory: pytest.TempPa
     rendered.write_text(render(KEDA_OVERLAY))
     cmd = [str(CHECKOV), "--framework", "kubernetes", "dockerfile", "--skip-download", "--output", "json",
            "--file", str(rendered)]
-    for service in SERVICES:
-        cmd += ["--file", str(ROOT / service / "Dockerfile")]
+    # The shared base image (mp3core/Dockerfile) and the four service images built FROM it.
+    for image in ("mp3core", *SERVICES):
+        cmd += ["--file", str(ROOT / image / "Dockerfile")]
     return run_checkov(cmd)
