@@ -59,14 +59,6 @@ def test_no_bootstrap_admin_unless_both_variables_are_set(users, throttle, make_
     assert "admin@example.com" not in users.rows
 
 
-def test_startup_purges_expired_throttle_counters(users, throttle, make_settings):
-    throttle.counters[("address", "192.0.2.1")] = (int(throttle.now) - 3600, 9)
-
-    create_app(make_settings(), users=users, throttle=throttle)
-
-    assert throttle.counters == {}
-
-
 def test_startup_waits_for_mysql(users, throttle, make_settings, monkeypatch):
     calls = []
     real = throttle.purge_expired

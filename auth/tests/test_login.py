@@ -76,6 +76,7 @@ def test_login_rejections_are_401_json(client, headers, message):
     response = client.post("/login", headers=headers)
 
     assert response.status_code == 401
+    assert response.mimetype == "application/json"
     assert response.get_json() == {"error": message}
     assert response.headers["WWW-Authenticate"] == CHALLENGE
 
