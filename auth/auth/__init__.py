@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+
 import MySQLdb
 from flask import Flask
 from flask_mysqldb import MySQL
@@ -38,7 +39,8 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     mysql = None
     if users is None or throttle is None:
-        # One connection per app context (request), closed at its teardown.
+        # One connection per app context (request), closed at its teardown. flask_mysqldb hands
+        # MYSQL_CUSTOM_OPTIONS to MySQLdb.connect() last, so the app connects exactly as the CLI does.
         mysql = MySQL(app)
         app.config["MYSQL_CUSTOM_OPTIONS"] = db.connect_args(settings)
 
