@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.k8s.support import (
-    DEFAULT_OVERLAY, KEDA_OVERLAY, NAMESPACE, OVERLAYS, ROOT, SERVICES, Doc, containers, find, workloads,
+    DEFAULT_OVERLAY, KEDA_OVERLAY, NAMESPACE, OVERLAYS, ROOT, SERVICES, Doc, container_env, containers, data_values,
+    find, kustomize_command, load_config, run, workloads,
 )
 
 pytestmark = pytest.mark.k8s
@@ -26,6 +27,10 @@ EXPECTED_WORKLOADS = {
     ("StatefulSet", "mysql"): 1,
 }
 PLACEHOLDER_ANNOTATION = "mp3converter/placeholder"
+# What the services refuse in a Secret value unless DEV_MODE=true (mp3core/mp3core/settings.py).
+DEV_PLACEHOLDER = "dev-only"
+# The kubelet's default when a pod sets no terminationGracePeriodSeconds.
+DEFAULT_POD_GRACE_SECONDS = 30
 
 
 def pod_spec(workload: Doc) -> Doc:
@@ -208,6 +213,43 @@ def test_secrets_are_marked_as_dev_placeholders(docs: list[Doc]) -> None:
     unmarked = [s["metadata"]["name"] for s in secrets
                 if "dev-only placeholder" not in s["metadata"].get("annotations", {}).get(PLACEHOLDER_ANNOTATION, "")]
     assert unmarked == []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_secret_value_is_a_dev_only_placeholder(docs_of: Callable[[str], list[Doc]], overlay: str) -> None:
+    # The services refuse such values unless DEV_MODE=true, so a real deployment cannot start on them by mistake.
+    secrets = [d for d in docs_of(overlay) if d["kind"] == "Secret"]
+    assert secrets
+    bare = [f"{s['metadata']['name']}/{key}" for s in secrets for key, value in data_values(s).items()
+            if DEV_PLACEHOLDER not in value]
+    assert bare == []
+
+
+def dev_mode_readers() -> list[str]:
+    return [service for service in SERVICES if "DEV_MODE" in load_config(service).ENV_VARS]
+
+
+def test_base_leaves_dev_mode_off_and_the_dev_overlay_turns_it_on(docs: list[Doc]) -> None:
+    import yaml  # only in the k8s tools venv (conftest skips these tests elsewhere)
+
+    proc = run([*kustomize_command(), str(ROOT / "k8s" / "base")])
+    assert proc.returncode == 0, proc.stderr
+    base = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    # Off (or unset) in the base that real overlays build on; on in minikube, which uses the placeholders.
+    assert {d["data"]["DEV_MODE"] for d in base if d["kind"] == "ConfigMap" and "DEV_MODE" in d.get("data", {})} <= {"false"}
+    readers = dev_mode_readers()
+    assert readers, "no service reads DEV_MODE"
+    for service in readers:
+        (container,) = containers(find(docs, "Deployment", service))
+        assert container_env(container, docs).get("DEV_MODE") == "true", service
+
+
+@pytest.mark.parametrize("service", ["converter", "notification"])
+def test_consumers_stop_waiting_before_the_pod_is_killed(docs: list[Doc], service: str) -> None:
+    workload = find(docs, "Deployment", service)
+    (container,) = containers(workload)
+    grace = int(container_env(container, docs)["SHUTDOWN_GRACE_SECONDS"])
+    assert 0 < grace < pod_spec(workload).get("terminationGracePeriodSeconds", DEFAULT_POD_GRACE_SECONDS)
 
 
 def test_keda_is_only_in_the_optional_overlay(docs_of: Callable[[str], list[Doc]]) -> None:
