@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pymongo
@@ -14,6 +15,8 @@ from pymongo.errors import DuplicateKeyError
 
 # How long an Idempotency-Key stays bound to its first job (docs/design.md).
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# A taker that lost a takeover waits this long (times the round) for the winner to rebind the claim.
+TAKEOVER_WAIT_S = 0.05
 
 
 class Jobs:
@@ -38,11 +41,15 @@ class Jobs:
     def take(self, job_id: str, *, owner: str | None) -> dict | None:
         """Delete the job (only if `owner` owns it, unless owner is None) and return it as it was.
 
-        One atomic step, so the fids returned are the latest the converter wrote, and two
-        concurrent deletes cannot both succeed.
+        Of several concurrent takes only one gets the job: FerretDB lets two find_one_and_delete calls both
+        return the document, but counts a deleted row once. A converter write between the read and the
+        delete is not lost: the converter itself deletes the MP3 of a job that has gone.
         """
         query = {"_id": job_id} if owner is None else {"_id": job_id, "owner": owner}
-        return self._jobs.find_one_and_delete(query)
+        job = self._jobs.find_one(query)
+        if job is None or not self._jobs.delete_one({"_id": job_id}).deleted_count:
+            return None
+        return job
 
     def list_for_owner(self, owner: str, *, limit: int, offset: int) -> tuple[list[dict], int]:
         """One page of the owner's jobs, newest first, and how many they have in all."""
@@ -74,10 +81,10 @@ class Jobs:
         Two uploads with the same key can both pass find_idempotent (it runs before their bodies
         are read). The claim's unique _id lets only one of them insert it; the loser gets the winner's
         job back and must delete its own. A claim whose job is outside the window or was deleted
-        is taken over with a compare-and-set, so only one taker succeeds there too.
+        is taken over by one taker only, too.
         """
         cid = claim_id(owner, key)
-        for _ in range(5):  # each round means another request changed the claim under us
+        for attempt in range(1, 6):  # each round means another request changed the claim under us
             try:
                 self._claims.insert_one({"_id": cid, "job_id": job_id, "created_at": now})
                 return None
@@ -92,11 +99,16 @@ class Jobs:
                 holder = self._jobs.find_one({"_id": claim["job_id"]})
                 if holder is not None:
                     return holder
-            taken = self._claims.update_one(
-                {"_id": cid, "job_id": claim["job_id"]}, {"$set": {"job_id": job_id, "created_at": now}}
-            )
-            if taken.matched_count:
-                return None
+            # A stale claim: FerretDB does not apply a filtered update atomically (two takers would both
+            # match), so the takeover is decided by inserting a marker whose unique _id names this claim and
+            # its stale job; one taker inserts it, the others come round again and find the winner's job.
+            try:
+                self._claims.insert_one({"_id": f"{cid}:{claim['job_id']}", "taken_at": now})
+            except DuplicateKeyError:
+                time.sleep(TAKEOVER_WAIT_S * attempt)
+                continue
+            self._claims.update_one({"_id": cid}, {"$set": {"job_id": job_id, "created_at": now}})
+            return None
         raise ServiceUnavailable("too many concurrent uploads with this Idempotency-Key, try again")
 
     def release_idempotency_key(self, owner: str, key: str, job_id: str) -> None:

@@ -1,12 +1,8 @@
-"""Idempotency-Key on POST /upload: replay without reading the body, one job per key, 24 h window."""
+"""Idempotency-Key on POST /upload over HTTP: the header, the replay answer (the logic: test_accept_upload)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
-
-from mp3core.errors import ServiceUnavailable
 
 
 def upload(post_upload, helpers, key: str | None, *, token: str = "alice-token", size: int = 3000):
@@ -46,36 +42,6 @@ def test_replay_wins_over_a_body_that_would_be_refused(post_upload, helpers, job
     assert stream.bytes_read == 0
 
 
-def test_same_key_of_another_user_is_a_new_job(post_upload, helpers, jobs):
-    alice = upload(post_upload, helpers, "k")[0].get_json()["job_id"]
-    response, _ = upload(post_upload, helpers, "k", token="bob-token")
-    assert response.status_code == 202
-    assert response.get_json() == {"job_id": response.get_json()["job_id"], "status": "queued"}
-    assert response.get_json()["job_id"] != alice
-    assert len(jobs.docs) == 2
-
-
-def test_different_keys_are_different_jobs(post_upload, helpers, jobs):
-    upload(post_upload, helpers, "k1")
-    upload(post_upload, helpers, "k2")
-    upload(post_upload, helpers, None)
-    assert len(jobs.docs) == 3
-
-
-def test_key_older_than_24_hours_makes_a_new_job(post_upload, helpers, jobs):
-    old = upload(post_upload, helpers, "k")[0].get_json()["job_id"]
-    job_id, _ = jobs.claims[(helpers.ALICE, "k")]
-    jobs.claims[(helpers.ALICE, "k")] = (job_id, datetime.now(UTC) - timedelta(hours=24, seconds=1))
-
-    response, _ = upload(post_upload, helpers, "k")
-
-    assert response.status_code == 202
-    new = response.get_json()["job_id"]
-    assert response.get_json() == {"job_id": new, "status": "queued"}
-    assert new != old
-    assert jobs.claims[(helpers.ALICE, "k")][0] == new
-
-
 def test_key_of_a_deleted_job_makes_a_new_job(post_upload, helpers, client, jobs):
     old = upload(post_upload, helpers, "k")[0].get_json()["job_id"]
     assert client.delete(f"/jobs/{old}", headers={"Authorization": "Bearer alice-token"}).status_code == 204
@@ -83,58 +49,6 @@ def test_key_of_a_deleted_job_makes_a_new_job(post_upload, helpers, client, jobs
     assert response.status_code == 202
     assert "idempotent_replay" not in response.get_json()
     assert list(jobs.docs) == [response.get_json()["job_id"]]
-
-
-def test_concurrent_duplicate_that_slipped_past_the_lookup_keeps_one_job(
-    post_upload, helpers, storage, jobs, publisher
-):
-    first = upload(post_upload, helpers, "k")[0].get_json()["job_id"]
-    # The second request's lookup ran before the first one's claim existed.
-    jobs.lookup_misses = True
-
-    response, stream = upload(post_upload, helpers, "k", size=20_000)
-
-    assert response.status_code == 202
-    assert response.get_json() == {"job_id": first, "status": "queued", "idempotent_replay": True}
-    assert stream.bytes_read > 0  # this one did read its body (the race) ...
-    assert list(jobs.docs) == [first]  # ... but its job was deleted again
-    assert [w._id for w in storage.opened if str(w._id) in storage.videos] == [storage.opened[0]._id]
-    assert storage.deleted_videos == [storage.opened[1]._id]  # its video too
-    assert len(publisher.messages) == 1  # and it was never published
-
-
-def test_publish_failure_releases_the_key_so_a_retry_uploads_again(post_upload, helpers, jobs, publisher):
-    publisher.error = ServiceUnavailable("the job queue is unavailable, try again later")
-    failed, _ = upload(post_upload, helpers, "k")
-    assert failed.status_code == 503
-    assert jobs.claims == {} and jobs.docs == {}
-
-    publisher.error = None
-    response, stream = upload(post_upload, helpers, "k")
-    assert response.status_code == 202
-    assert "idempotent_replay" not in response.get_json()
-    assert stream.bytes_read > 0
-
-
-def test_lookup_failure_is_503_before_reading_the_body(post_upload, helpers, jobs, storage):
-    def down(*args, **kwargs):
-        raise ServiceUnavailable("MongoDB is unreachable")
-
-    jobs.find_idempotent = down
-    response, stream = upload(post_upload, helpers, "k")
-    assert response.status_code == 503
-    assert response.get_json() == {"error": "MongoDB is unreachable"}
-    assert stream.bytes_read == 0 and storage.opened == []
-
-
-def test_claim_failure_rolls_the_upload_back(post_upload, helpers, jobs, storage, publisher):
-    def down(*args, **kwargs):
-        raise ServiceUnavailable("MongoDB is unreachable")
-
-    jobs.claim_idempotency_key = down
-    response, _ = upload(post_upload, helpers, "k")
-    assert response.status_code == 503
-    assert jobs.docs == {} and storage.videos == {} and publisher.messages == []
 
 
 def test_key_is_checked_after_the_token(post_upload, helpers, jobs):
