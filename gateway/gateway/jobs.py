@@ -107,7 +107,8 @@ class Jobs:
             except DuplicateKeyError:
                 time.sleep(TAKEOVER_WAIT_S * attempt)
                 continue
-            self._claims.update_one({"_id": cid}, {"$set": {"job_id": job_id, "created_at": now}})
+            # Upsert: the stale job's own delete may have released the claim meanwhile.
+            self._claims.update_one({"_id": cid}, {"$set": {"job_id": job_id, "created_at": now}}, upsert=True)
             return None
         raise ServiceUnavailable("too many concurrent uploads with this Idempotency-Key, try again")
 

@@ -35,7 +35,7 @@ class MemoryCollection:
             hook()
         return next((dict(d) for d in self.docs.values() if all(d.get(k) == v for k, v in query.items())), None)
 
-    def update_one(self, query: dict, update: dict) -> None:
+    def update_one(self, query: dict, update: dict, upsert: bool = False) -> None:
         self.docs[query["_id"]].update(update["$set"])
 
     def delete_one(self, query: dict) -> None:
