@@ -70,8 +70,7 @@ def receive_upload(
     storage: VideoStorage,
     metadata: dict,
     max_body_bytes: int,
-    read_size: int = READ_SIZE,
-    check_fields: Callable[[dict[str, str]], object] = lambda fields: None,
+    check_fields: Callable[[dict[str, str]], object],
 ) -> ReceivedVideo:
     """Store the single `file` part of a multipart body in `storage`.
 
@@ -87,7 +86,7 @@ def receive_upload(
     writer: VideoWriter | None = None
     try:
         upload, writer = _consume(
-            _events(stream, decoder, max_body_bytes, read_size),
+            _events(stream, decoder, max_body_bytes),
             storage=storage,
             metadata=metadata,
             check_fields=check_fields,
@@ -186,14 +185,14 @@ def _start(head: bytes, upload: ReceivedVideo, *, storage: VideoStorage, metadat
     return writer
 
 
-def _events(stream: IO[bytes], decoder: MultipartDecoder, max_body_bytes: int, read_size: int) -> Iterator[Event]:
+def _events(stream: IO[bytes], decoder: MultipartDecoder, max_body_bytes: int) -> Iterator[Event]:
     """Feed the decoder from `stream` one read at a time and yield its events, counting bytes."""
     delimiter = b"--" + decoder.boundary
     received = 0
     fed_tail = b""  # the last bytes given to the decoder, to spot a delimiter cut by a read
     held = b""
     while True:
-        chunk = stream.read(read_size)
+        chunk = stream.read(READ_SIZE)
         if chunk:
             received += len(chunk)
             # Content-Length was checked up front, but chunked bodies have none: count here too.

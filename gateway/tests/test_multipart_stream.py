@@ -8,7 +8,7 @@ import pytest
 
 from mp3core.errors import BadRequest, PayloadTooLarge
 
-from gateway.multipart import receive_upload
+from gateway.multipart import READ_SIZE, receive_upload
 
 BOUNDARY = "test-boundary-7MA4YWxkTrZu0gW"
 
@@ -52,6 +52,7 @@ def receive(storage, stream, **kwargs):
         storage=storage,
         metadata={"owner": "alice@example.com", "job_id": "j1"},
         max_body_bytes=kwargs.pop("max_body_bytes", 10**9),
+        check_fields=kwargs.pop("check_fields", lambda fields: None),
         **kwargs,
     )
 
@@ -98,10 +99,10 @@ def test_every_split_point_inside_a_middle_delimiter(helpers, storage):
 
 
 def test_reads_are_bounded_by_read_size(helpers, storage):
-    body = helpers.multipart([("file", "clip.mp4", helpers.video_bytes(100_000))])
+    body = helpers.multipart([("file", "clip.mp4", helpers.video_bytes(3 * READ_SIZE))])
     stream = CutStream(body, [])
-    receive(storage, stream, read_size=8192)
-    assert max(stream.pieces) <= 8192
+    receive(storage, stream)
+    assert max(stream.pieces) <= READ_SIZE
 
 
 def test_streamed_limit_counts_the_body_and_aborts(helpers, storage):
