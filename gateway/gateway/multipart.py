@@ -30,7 +30,8 @@ BOUNDARY_RE = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=
 
 
 class VideoWriter(Protocol):
-    _id: object
+    @property
+    def file_id(self) -> object: ...
 
     def write(self, data: bytes) -> None: ...
     def close(self) -> None: ...
@@ -180,7 +181,7 @@ def _start(head: bytes, upload: ReceivedVideo, *, storage: VideoStorage, metadat
     except BaseException:
         _abort(writer)
         raise
-    upload.video_fid = str(writer._id)
+    upload.video_fid = str(writer.file_id)
     upload.size = len(head)
     return writer
 

@@ -49,7 +49,7 @@ class FakeWriter:
 
     def __init__(self, storage: FakeStorage, fid: str, filename: str, metadata: dict) -> None:
         self._storage = storage
-        self._id = fid
+        self.file_id = fid
         self.filename = filename
         self.metadata = metadata
         self.data = bytearray()
@@ -67,7 +67,7 @@ class FakeWriter:
 
     def abort(self) -> None:
         self.aborted = True
-        self._storage.videos.pop(str(self._id), None)
+        self._storage.videos.pop(str(self.file_id), None)
 
 
 class FakeGridOut:

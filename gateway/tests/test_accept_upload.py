@@ -53,9 +53,9 @@ def test_the_published_message_is_what_the_converter_parses(accept, helpers, sto
     job = jobs.docs[result.job_id]
     assert result == Accepted(result.job_id, "queued")
     assert (job["owner"], job["status"], job["video_fid"], job["filename"]) == (
-        helpers.ALICE, "queued", writer._id, "talk.mp4")
+        helpers.ALICE, "queued", writer.file_id, "talk.mp4")
     [message] = publisher.messages
-    assert parse_video_message(message) == VideoMessage(result.job_id, writer._id, helpers.ALICE, "talk.mp4",
+    assert parse_video_message(message) == VideoMessage(result.job_id, writer.file_id, helpers.ALICE, "talk.mp4",
                                                         Options(quality=2, channels=1))
     assert job["options"] == message["options"]
     assert metrics.registry.get_sample_value("gateway_upload_bytes_total") == 12_345
@@ -119,7 +119,7 @@ def test_a_concurrent_duplicate_that_missed_the_lookup_keeps_one_job(accept, sto
     assert second == Accepted(first.job_id, "queued", replay=True)
     assert stream.bytes_read > 0  # this one did read and store its body (the race) ...
     assert list(jobs.docs) == [first.job_id]  # ... but its job was deleted again
-    assert storage.deleted_videos == [storage.opened[1]._id]  # its video too
+    assert storage.deleted_videos == [storage.opened[1].file_id]  # its video too
     assert len(publisher.messages) == 1  # and it was never published
 
 

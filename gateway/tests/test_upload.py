@@ -39,7 +39,7 @@ def test_upload_stores_video_creates_job_and_publishes(post_upload, helpers, sto
     assert job["owner"] == helpers.ALICE
     assert job["status"] == "queued"
     assert job["filename"] == "holiday clip.mp4"
-    assert job["video_fid"] == str(writer._id)
+    assert job["video_fid"] == str(writer.file_id)
     assert job["mp3_fid"] is None and job["error"] is None and job["notified_at"] is None
     assert job["attempts"] == 0
     assert job["created_at"] == job["updated_at"] and job["created_at"].tzinfo is not None
@@ -51,7 +51,7 @@ def test_upload_stores_video_creates_job_and_publishes(post_upload, helpers, sto
     assert publisher.messages == [
         {
             "job_id": job_id,
-            "video_fid": str(writer._id),
+            "video_fid": str(writer.file_id),
             "username": helpers.ALICE,
             "filename": "holiday clip.mp4",
             "options": options,

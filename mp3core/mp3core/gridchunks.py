@@ -40,6 +40,11 @@ class ChunkWriter:
         self._n = 0
         self._length = 0
 
+    @property
+    def file_id(self) -> ObjectId:
+        """The id the file is stored under (known before anything is written)."""
+        return self._id
+
     def write(self, data: bytes) -> None:
         self._pending += data
         full = len(self._pending) - len(self._pending) % self._chunk_size
