@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mp3core import contract
 from mp3core.settings import Env
@@ -28,8 +28,9 @@ MIB = 1024 * 1024
 class Settings:
     host: str
     port: int
-    mongo_uri: str
-    rabbitmq_url: str
+    # URIs may embed credentials: keep them out of repr() and so out of logs.
+    mongo_uri: str = field(repr=False)
+    rabbitmq_url: str = field(repr=False)
     video_queue: str
     auth_url: str
     max_upload_bytes: int

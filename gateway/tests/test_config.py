@@ -131,3 +131,8 @@ def test_gunicorn_conf_exits_with_one_line_on_bad_config(monkeypatch):
         _load_gunicorn_conf(monkeypatch, {"PORT": "eighty"})
     assert caught.value.code == "gateway: configuration error: PORT must be an integer, got 'eighty'"
     sys.modules.pop("gateway.gunicorn_conf", None)
+
+
+def test_credentials_stay_out_of_repr():
+    settings = Settings.from_env({"MONGO_URI": "mongodb://u:s3cret@db/x", "RABBITMQ_URL": "amqp://u:s3cret@mq/"})
+    assert "s3cret" not in repr(settings)
