@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterable
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("auth", "gateway", "converter", "notification")
@@ -71,19 +71,18 @@ class Service:
             self.lines.append(line)
             self.sink(f"[{self.name}] {line}")
 
+    def is_healthy(self, url: str) -> bool:
+        """One look at `url`: True on 200; raises RuntimeError if the process has exited."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n" + "\n".join(self.lines[-30:]))
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
     def wait_healthy(self, url: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n" + "\n".join(self.lines[-30:]))
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"{self.name} not healthy at {url} after {timeout}s:\n" + "\n".join(self.lines[-30:]))
+        wait_all_healthy([(self, url)], timeout)
 
     def signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -103,3 +102,51 @@ class Service:
         self.signal(signal.SIGKILL)
         if self.proc is not None:
             self.proc.wait(5)
+
+
+def wait_all_healthy(checks: Iterable[tuple[Service, str]], timeout: float = 60.0) -> None:
+    """Waits for every (service, health URL) at once; fails as soon as one exits, or when time is up."""
+    pending = list(checks)
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = [(service, url) for service, url in pending if not service.is_healthy(url)]
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                "\n".join(f"{s.name} not healthy at {url} after {timeout}s:\n" + "\n".join(s.lines[-30:]) for s, url in pending)
+            )
+        time.sleep(0.1)
+
+
+def start_all(services: Iterable[tuple[Service, str]], timeout: float = 60.0) -> list[Service]:
+    """Starts every service at once, then waits for all their health URLs together.
+
+    No service needs another one to start (the gateway reaches auth per request), so there is no order
+    to keep. On failure the services started so far are stopped before the error is raised.
+    """
+    checks = list(services)
+    try:
+        for service, _ in checks:
+            service.start()
+        wait_all_healthy(checks, timeout)
+    except BaseException:
+        for service, _ in reversed(checks):
+            service.stop()
+        raise
+    return [service for service, _ in checks]
+
+
+def stop_all(services: Iterable[Service], timeout: float = 20.0) -> None:
+    """Stops the services together: SIGTERM to all, then each gets what is left of `timeout` before SIGKILL."""
+    running = [service for service in services if service.proc is not None and service.proc.poll() is None]
+    for service in running:
+        service.signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for service in running:
+        assert service.proc is not None
+        try:
+            service.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            service.signal(signal.SIGKILL)
+            service.proc.wait(5)
