@@ -7,7 +7,27 @@ from typing import Iterator
 
 import pytest
 
-from tests.support import FERRETDB_PORT, MARIADB_PORT, RABBITMQ_PORT, SmtpServer, free_port, mariadb_root, port_open, unique
+from tests.support import (
+    FERRETDB_PORT,
+    MARIADB_PORT,
+    RABBITMQ_PORT,
+    RABBITMQ_URL,
+    SmtpServer,
+    mariadb_root,
+    mongo_database,
+    mysql_database,
+    port_open,
+    queue_names,
+    smtp_running,
+    unique,
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here rather than in pyproject.toml: only these tests use it (`make test` runs them apart).
+    config.addinivalue_line(
+        "markers", "faults: restarts or kills services or shared servers; run on their own, after everything else"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -30,52 +50,30 @@ def mysql_account(servers: None) -> dict[str, str]:
 @pytest.fixture
 def mysql_db(mysql_account: dict[str, str]) -> Iterator[dict[str, object]]:
     """A fresh empty database on the real MariaDB, dropped afterwards."""
-    db = unique("t")
-    mariadb_root(f"CREATE DATABASE `{db}`; GRANT ALL PRIVILEGES ON `{db}`.* TO '{mysql_account['user']}'@'%';")
-    yield {"host": "127.0.0.1", "port": MARIADB_PORT, "user": mysql_account["user"], "password": mysql_account["password"], "db": db}
-    mariadb_root(f"DROP DATABASE IF EXISTS `{db}`;")
+    with mysql_database(mysql_account) as db:
+        yield db
 
 
 @pytest.fixture
 def mongo_uri(servers: None) -> Iterator[str]:
     """A unique database on FerretDB, dropped afterwards."""
-    import pymongo
-
-    db = unique("t")
-    uri = f"mongodb://127.0.0.1:{FERRETDB_PORT}/{db}"
-    yield uri
-    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
-    try:
-        client.drop_database(db)
-    finally:
-        client.close()
+    with mongo_database() as uri:
+        yield uri
 
 
 @pytest.fixture
 def rabbit_url(servers: None) -> str:
-    return f"amqp://guest:guest@127.0.0.1:{RABBITMQ_PORT}/%2F"
+    return RABBITMQ_URL
 
 
 @pytest.fixture
 def queues(rabbit_url: str) -> Iterator[dict[str, str]]:
     """Unique queue names; the queues and their dead-letter queues are deleted afterwards."""
-    import pika
-
-    names = {"VIDEO_QUEUE": unique("video"), "MP3_QUEUE": unique("mp3")}
-    yield names
-    connection = pika.BlockingConnection(pika.URLParameters(rabbit_url))
-    try:
-        channel = connection.channel()
-        for name in names.values():
-            for queue in (name, f"{name}.dlq"):
-                channel.queue_delete(queue)
-    finally:
-        connection.close()
+    with queue_names(rabbit_url) as names:
+        yield names
 
 
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
-    server = SmtpServer("127.0.0.1", free_port())
-    server.start()
-    yield server
-    server.stop()
+    with smtp_running() as server:
+        yield server

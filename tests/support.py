@@ -8,11 +8,12 @@ import socket
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("STATE_DIR", ROOT / ".state"))
@@ -57,6 +58,70 @@ def mariadb_root(sql: str) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"mariadb failed: {result.stderr.strip()}")
     return result.stdout
+
+
+RABBITMQ_URL = f"amqp://guest:guest@127.0.0.1:{RABBITMQ_PORT}/%2F"
+
+
+# Scope-free resources: the conftests wrap them in fixtures of whichever scope a test needs (an integration
+# test gets its own database; an end-to-end module shares one stack, and so one database, between its tests).
+
+
+@contextmanager
+def mysql_database(account: dict[str, str]) -> Iterator[dict[str, object]]:
+    """A fresh empty database on the real MariaDB that `account` may use, dropped afterwards."""
+    db = unique("t")
+    mariadb_root(f"CREATE DATABASE `{db}`; GRANT ALL PRIVILEGES ON `{db}`.* TO '{account['user']}'@'%';")
+    try:
+        yield {"host": "127.0.0.1", "port": MARIADB_PORT, "user": account["user"], "password": account["password"], "db": db}
+    finally:
+        mariadb_root(f"DROP DATABASE IF EXISTS `{db}`;")
+
+
+@contextmanager
+def mongo_database() -> Iterator[str]:
+    """The URI of a unique database on FerretDB, dropped afterwards."""
+    import pymongo
+
+    db = unique("t")
+    uri = f"mongodb://127.0.0.1:{FERRETDB_PORT}/{db}"
+    try:
+        yield uri
+    finally:
+        client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
+        try:
+            client.drop_database(db)
+        finally:
+            client.close()
+
+
+@contextmanager
+def queue_names(rabbit_url: str = RABBITMQ_URL) -> Iterator[dict[str, str]]:
+    """Unique queue names; the queues and their dead-letter queues are deleted afterwards."""
+    import pika
+
+    names = {"VIDEO_QUEUE": unique("video"), "MP3_QUEUE": unique("mp3")}
+    try:
+        yield names
+    finally:
+        connection = pika.BlockingConnection(pika.URLParameters(rabbit_url))
+        try:
+            channel = connection.channel()
+            for name in names.values():
+                for queue in (name, f"{name}.dlq"):
+                    channel.queue_delete(queue)
+        finally:
+            connection.close()
+
+
+@contextmanager
+def smtp_running() -> Iterator["SmtpServer"]:
+    server = SmtpServer("127.0.0.1", free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @dataclass
