@@ -7,6 +7,7 @@ import os
 import secrets
 import subprocess
 import sys
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -14,10 +15,20 @@ from typing import Iterator
 import pytest
 import requests
 
-from tests.support import ROOT, SmtpServer, free_port, wait_until
+from tests.support import (
+    RABBITMQ_URL,
+    ROOT,
+    SmtpServer,
+    free_port,
+    mongo_database,
+    mysql_database,
+    queue_names,
+    smtp_running,
+    wait_until,
+)
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from procs import Service  # noqa: E402
+from procs import Service, start_all, stop_all  # noqa: E402
 
 
 def make_clip(path: Path, seconds: float = 3, *, audio: bool = True, size: str = "320x240") -> Path:
@@ -102,6 +113,9 @@ class Stack:
     def files(self, bucket: str, job_id: str) -> list[dict]:
         return list(self.db[f"{bucket}.files"].find({"metadata.job_id": job_id}))
 
+    def chunk_ids(self, bucket: str) -> set:
+        return {chunk["_id"] for chunk in self.db[f"{bucket}.chunks"].find({}, {"_id": 1})}
+
     def orphan_chunks(self, bucket: str) -> int:
         """Chunks whose file document does not exist (a half-written or half-deleted file)."""
         known = {doc["_id"] for doc in self.db[f"{bucket}.files"].find({}, {"_id": 1})}
@@ -137,50 +151,75 @@ def _quiet(line: str) -> None:
         print(line, flush=True)
 
 
-@pytest.fixture
-def stack(mysql_db, mongo_uri, rabbit_url, queues, smtp_server, tmp_path) -> Iterator[Stack]:
-    admin = ("admin@example.com", secrets.token_urlsafe(16))
-    auth_port, gateway_port, converter_port, notification_port = (free_port() for _ in range(4))
-    env = {
-        **os.environ,
-        "HOST": "127.0.0.1",
-        "MONGO_URI": mongo_uri,
-        "RABBITMQ_URL": rabbit_url,
-        **queues,
-        "MYSQL_HOST": str(mysql_db["host"]),
-        "MYSQL_PORT": str(mysql_db["port"]),
-        "MYSQL_USER": str(mysql_db["user"]),
-        "MYSQL_PASSWORD": str(mysql_db["password"]),
-        "MYSQL_DB": str(mysql_db["db"]),
-        "JWT_SECRET": secrets.token_urlsafe(48),
-        "ADMIN_EMAIL": admin[0],
-        "ADMIN_PASSWORD": admin[1],
-        "AUTH_SVC_ADDRESS": f"127.0.0.1:{auth_port}",
-        "SMTP_HOST": smtp_server.host,
-        "SMTP_PORT": str(smtp_server.port),
-        "PUBLIC_URL": f"http://127.0.0.1:{gateway_port}",
-        "WORK_DIR": str(tmp_path),
-    }
-    per_service = {
-        "auth": ({"PORT": str(auth_port)}, f"http://127.0.0.1:{auth_port}/healthz"),
-        "gateway": ({"PORT": str(gateway_port)}, f"http://127.0.0.1:{gateway_port}/healthz"),
-        "converter": ({"METRICS_PORT": str(converter_port)}, f"http://127.0.0.1:{converter_port}/healthz"),
-        "notification": ({"METRICS_PORT": str(notification_port)}, f"http://127.0.0.1:{notification_port}/healthz"),
-    }
-    stack = Stack(f"http://127.0.0.1:{gateway_port}", admin, smtp_server, env)
-    try:
+@contextmanager
+def running_stack(mysql_account: dict[str, str], work_dir: Path, **overrides: str) -> Iterator[Stack]:
+    """A new system on its own database, FerretDB database, queues and SMTP server; stopped afterwards."""
+    with ExitStack() as resources:
+        mysql_db = resources.enter_context(mysql_database(mysql_account))
+        mongo_uri = resources.enter_context(mongo_database())
+        queues = resources.enter_context(queue_names())
+        smtp_server = resources.enter_context(smtp_running())
+        admin = ("admin@example.com", secrets.token_urlsafe(16))
+        auth_port, gateway_port, converter_port, notification_port = (free_port() for _ in range(4))
+        env = {
+            **os.environ,
+            # The services refuse dev-only placeholder secrets unless DEV_MODE is on; ours are random, but a
+            # developer's environment may carry placeholders through.
+            "DEV_MODE": "true",
+            "HOST": "127.0.0.1",
+            "MONGO_URI": mongo_uri,
+            "RABBITMQ_URL": RABBITMQ_URL,
+            **queues,
+            "MYSQL_HOST": str(mysql_db["host"]),
+            "MYSQL_PORT": str(mysql_db["port"]),
+            "MYSQL_USER": str(mysql_db["user"]),
+            "MYSQL_PASSWORD": str(mysql_db["password"]),
+            "MYSQL_DB": str(mysql_db["db"]),
+            "JWT_SECRET": secrets.token_urlsafe(48),
+            "ADMIN_EMAIL": admin[0],
+            "ADMIN_PASSWORD": admin[1],
+            "AUTH_SVC_ADDRESS": f"127.0.0.1:{auth_port}",
+            "SMTP_HOST": smtp_server.host,
+            "SMTP_PORT": str(smtp_server.port),
+            "PUBLIC_URL": f"http://127.0.0.1:{gateway_port}",
+            "WORK_DIR": str(work_dir),
+            **overrides,
+        }
+        per_service = {
+            "auth": ({"PORT": str(auth_port)}, f"http://127.0.0.1:{auth_port}/healthz"),
+            "gateway": ({"PORT": str(gateway_port)}, f"http://127.0.0.1:{gateway_port}/healthz"),
+            "converter": ({"METRICS_PORT": str(converter_port)}, f"http://127.0.0.1:{converter_port}/healthz"),
+            "notification": ({"METRICS_PORT": str(notification_port)}, f"http://127.0.0.1:{notification_port}/healthz"),
+        }
+        stack = Stack(f"http://127.0.0.1:{gateway_port}", admin, smtp_server, env)
         for name, (extra, health) in per_service.items():
             stack.health[name] = health
-            stack.services[name] = Service(name, {**env, **extra}, sink=_quiet).start()
-            stack.services[name].wait_healthy(health, timeout=90)
-        yield stack
-    finally:
-        stack.close()
-        for service in reversed(list(stack.services.values())):
-            service.stop()
-        if any(s.proc and s.proc.returncode not in (0, -15, None) for s in stack.services.values()):
-            for service in stack.services.values():
-                print(f"--- {service.name} log (last 40 lines) ---\n" + "\n".join(service.lines[-40:]))
+            stack.services[name] = Service(name, {**env, **extra}, sink=_quiet)
+        try:
+            start_all(((stack.services[name], stack.health[name]) for name in per_service), timeout=90)
+            yield stack
+        finally:
+            stack.close()
+            stop_all(stack.services.values())
+            if any(s.proc and s.proc.returncode not in (0, -15, None) for s in stack.services.values()):
+                for service in stack.services.values():
+                    print(f"--- {service.name} log (last 40 lines) ---\n" + "\n".join(service.lines[-40:]))
+
+
+@pytest.fixture(scope="module")
+def stack(mysql_account, tmp_path_factory) -> Iterator[Stack]:
+    """One system for all tests of a module. Its tests must leave it as they found it: each works with its
+    own users (and so its own jobs and files), and none restarts, stops or reconfigures a service; those
+    use `fresh_stack`."""
+    with running_stack(mysql_account, tmp_path_factory.mktemp("work")) as shared:
+        yield shared
+
+
+@pytest.fixture
+def fresh_stack(mysql_account, tmp_path) -> Iterator[Stack]:
+    """A system of its own, for a test that restarts, kills or reconfigures its services."""
+    with running_stack(mysql_account, tmp_path) as own:
+        yield own
 
 
 @pytest.fixture(scope="session")
