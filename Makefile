@@ -18,7 +18,7 @@ help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements-dev.txt mp3core/requirements.txt mp3core/pyproject.toml auth/requirements.txt gateway/requirements.txt \
-                    converter/requirements.txt notification/requirements.txt
+                    converter/requirements.txt notification/requirements.txt bench/requirements.txt
 	scripts/infra.sh packages
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
