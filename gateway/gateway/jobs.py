@@ -15,6 +15,8 @@ from pymongo.errors import DuplicateKeyError
 
 # How long an Idempotency-Key stays bound to its first job (docs/design.md).
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# A takeover marker this old belongs to a request that died between the marker and the claim update.
+TAKEOVER_ABANDONED_AFTER = timedelta(seconds=30)
 # A taker that lost a takeover waits this long (times the round) for the winner to rebind the claim.
 TAKEOVER_WAIT_S = 0.05
 
@@ -102,15 +104,26 @@ class Jobs:
             # A stale claim: FerretDB does not apply a filtered update atomically (two takers would both
             # match), so the takeover is decided by inserting a marker whose unique _id names this claim and
             # its stale job; one taker inserts it, the others come round again and find the winner's job.
+            marker = f"{cid}:{claim['job_id']}"
             try:
-                self._claims.insert_one({"_id": f"{cid}:{claim['job_id']}", "taken_at": now})
+                self._claims.insert_one({"_id": marker, "taken_at": now})
             except DuplicateKeyError:
+                self._forget_abandoned_marker(marker, now)
                 time.sleep(TAKEOVER_WAIT_S * attempt)
                 continue
             # Upsert: the stale job's own delete may have released the claim meanwhile.
             self._claims.update_one({"_id": cid}, {"$set": {"job_id": job_id, "created_at": now}}, upsert=True)
+            # Markers only matter while a slow taker may still act on the same stale claim: drop old ones.
+            self._claims.delete_many({"_id": {"$regex": f"^{cid}:"}, "taken_at": {"$lt": now - IDEMPOTENCY_WINDOW}})
             return None
         raise ServiceUnavailable("too many concurrent uploads with this Idempotency-Key, try again")
+
+    def _forget_abandoned_marker(self, marker: str, now: datetime) -> None:
+        """A marker whose taker died before moving the claim would lock the key for good: past
+        TAKEOVER_ABANDONED_AFTER it is deleted (delete_one is atomic, so one request deletes it) and retried."""
+        held = self._claims.find_one({"_id": marker})
+        if held is not None and _aware(held["taken_at"]) < now - TAKEOVER_ABANDONED_AFTER:
+            self._claims.delete_one({"_id": marker, "taken_at": held["taken_at"]})
 
     def release_idempotency_key(self, owner: str, key: str, job_id: str) -> None:
         """Unbind `key` if it still points at `job_id` (the job was rolled back or deleted)."""

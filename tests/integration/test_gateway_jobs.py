@@ -11,10 +11,10 @@ import pymongo
 import pytest
 from bson import ObjectId
 from mp3core import mongo
-from mp3core.errors import NotFound
+from mp3core.errors import NotFound, ServiceUnavailable
 from pymongo.database import Database
 
-from gateway.jobs import IDEMPOTENCY_WINDOW, Jobs, new_job
+from gateway.jobs import IDEMPOTENCY_WINDOW, TAKEOVER_ABANDONED_AFTER, Jobs, claim_id, new_job
 from gateway.storage import Storage
 
 pytestmark = pytest.mark.integration
@@ -159,6 +159,30 @@ def test_a_stale_claim_is_taken_over(jobs, why):
 
     assert jobs.claim_idempotency_key(ALICE, "k", f"{2:032x}", now=later) is None
     assert jobs.find_idempotent(ALICE, "k", now=later)["_id"] == f"{2:032x}"
+
+
+def test_a_takeover_whose_taker_died_does_not_lock_the_key(db, jobs):
+    """A request that inserted its takeover marker and died before moving the claim: while the marker is
+    fresh another taker backs off (503); once it is abandoned, the next upload takes the key over."""
+    jobs.create(job(2))
+    jobs.claim_idempotency_key(ALICE, "k", "0" * 32, now=NOW)  # its job no longer exists: a stale claim
+    db["idempotency_keys"].insert_one({"_id": f"{claim_id(ALICE, 'k')}:{'0' * 32}", "taken_at": NOW})
+
+    with pytest.raises(ServiceUnavailable):
+        jobs.claim_idempotency_key(ALICE, "k", f"{2:032x}", now=NOW + timedelta(seconds=1))
+    later = NOW + TAKEOVER_ABANDONED_AFTER + timedelta(seconds=1)
+    assert jobs.claim_idempotency_key(ALICE, "k", f"{2:032x}", now=later) is None
+    assert jobs.find_idempotent(ALICE, "k", now=later)["_id"] == f"{2:032x}"
+
+
+def test_old_takeover_markers_are_dropped_by_the_next_takeover(db, jobs):
+    cid = claim_id(ALICE, "k")
+    db["idempotency_keys"].insert_one({"_id": f"{cid}:{'9' * 32}", "taken_at": NOW - IDEMPOTENCY_WINDOW * 2})
+    jobs.create(job(2))
+    jobs.claim_idempotency_key(ALICE, "k", "0" * 32, now=NOW)
+    assert jobs.claim_idempotency_key(ALICE, "k", f"{2:032x}", now=NOW) is None
+    markers = {doc["_id"] for doc in db["idempotency_keys"].find({"_id": {"$regex": f"^{cid}:"}})}
+    assert markers == {f"{cid}:{'0' * 32}"}
 
 
 @pytest.mark.parametrize(
