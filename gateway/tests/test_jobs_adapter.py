@@ -8,10 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from mp3core.errors import ServiceUnavailable
 from pymongo.errors import DuplicateKeyError
 
-from gateway import jobs as jobs_module
 from gateway.jobs import Jobs, claim_id
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
