@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from mp3core.contract import is_email
+
 from .errors import InvalidInput
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
@@ -20,7 +22,9 @@ def normalize_email(raw: str) -> str:
 
 
 def is_valid_email(email: str) -> bool:
-    return len(email) <= MAX_EMAIL_LENGTH and _EMAIL_RE.fullmatch(email) is not None
+    # Also the contract's rule: the address travels in queue messages as the job's owner, and a consumer
+    # refuses what the contract refuses (one address, none of , ; < > " ' that could add a recipient).
+    return len(email) <= MAX_EMAIL_LENGTH and _EMAIL_RE.fullmatch(email) is not None and is_email(email)
 
 
 def validate_email(raw: str) -> str:

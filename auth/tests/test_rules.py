@@ -3,6 +3,8 @@
 import pytest
 
 from auth.errors import InvalidInput
+from mp3core.contract import is_email
+
 from auth.rules import check_password, is_valid_email, normalize_email, validate_email
 
 
@@ -38,3 +40,16 @@ def test_password_length_policy(length, ok):
     else:
         with pytest.raises(InvalidInput, match="^password must be 8 to 1024 characters long$"):
             check_password("p" * length)
+
+
+@pytest.mark.parametrize("email", ["a,b@example.com", "a;b@example.com", "<a>@example.com", 'a"b@example.com',
+                                   "a@exam'ple.com"])
+def test_addresses_the_contract_refuses_are_refused_here_first(email):
+    """The address becomes the job's owner in queue messages; one the consumers refuse must never get an
+    account (its jobs could not be addressed)."""
+    assert not is_email(email) and not is_valid_email(email)
+
+
+@pytest.mark.parametrize("email", ["a@example.com", "first.last+tag@sub.example.co.uk", "o'neil@example.com"])
+def test_every_address_accepted_here_is_one_the_contract_accepts(email):
+    assert is_valid_email(email) and is_email(email)

@@ -12,7 +12,16 @@ from typing import Any
 
 from bson import ObjectId
 
-from mp3core.contract import DONE, EXPIRED, FAILED, Options, VideoMessage, mp3_filename, parse_video_message
+from mp3core.contract import (
+    DONE,
+    EXPIRED,
+    FAILED,
+    Options,
+    VideoMessage,
+    is_job_id,
+    mp3_filename,
+    parse_video_message,
+)
 from mp3core.errors import PermanentError
 
 from .convert import InputInfo, time_limit_s, to_mp3
@@ -168,11 +177,16 @@ class ProgressWriter:
 def fail(message: dict[str, Any], error: Exception, *, jobs: Jobs, metrics: Metrics) -> dict[str, Any] | None:
     """On a PermanentError: marks the job `failed` and returns the `failed` mp3 message so the user hears of it.
 
-    None (nothing to announce) when the message is unusable or the job is gone or already done.
+    None (nothing to announce) when the job is gone or already done, or the message is too broken to address a
+    notice: then the job, if the message still names one, is marked failed all the same, so it never stays
+    `queued` (and the reaper removes its video in time).
     """
     try:
         msg = parse_video_message(message, options=False)
     except PermanentError:
+        job_id = message.get("job_id")
+        if is_job_id(job_id) and jobs.mark_failed(job_id, str(error) or "conversion failed"):
+            metrics.jobs.labels(FAILED).inc()
         return None
     failed = msg.failed(str(error))
     if not jobs.mark_failed(msg.job_id, failed.error or ""):

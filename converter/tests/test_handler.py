@@ -369,6 +369,16 @@ def test_fail_announces_nothing_when_nobody_or_nothing_to_tell(jobs, message, ma
         assert jobs.docs[JOB_ID]["status"] == case.split()[1]
 
 
+def test_fail_marks_the_job_failed_even_when_the_message_cannot_address_a_notice(jobs, message):
+    """A username the contract refuses: no email can be sent, but the job must not stay `queued`."""
+    before = counter("failed")
+    msg = message(username="not an address")
+    assert handler.fail(msg, PermanentError("message field 'username' is missing or not an email address"),
+                        jobs=jobs, metrics=METRICS) is None
+    assert jobs.docs[JOB_ID]["status"] == "failed" and "username" in jobs.docs[JOB_ID]["error"]
+    assert counter("failed") == before + 1
+
+
 # --- ProgressWriter: the throttle and ordering rules of the job's progress field ---------------------------
 
 class Recorder:

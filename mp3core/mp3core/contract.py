@@ -37,8 +37,9 @@ def declare_queue(channel: Any, queue: str) -> None:
 # --- ids --------------------------------------------------------------------------------------------------
 JOB_ID = re.compile(r"[0-9a-f]{32}")   # uuid4().hex
 FILE_ID = re.compile(r"[0-9a-f]{24}")  # a GridFS ObjectId as str() prints it
-# One address, no display name: no separators that could smuggle in a second recipient.
-EMAIL = re.compile(r"[^@\s,;<>\"']+@[^@\s,;<>\"']+")
+# One address, no display name: no separators that could smuggle in a second recipient. (An apostrophe is
+# allowed, as in o'neil@example.com: whoever puts the address into a shell command quotes it.)
+EMAIL = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\"']+")
 
 
 def is_job_id(value: object) -> bool:
@@ -137,10 +138,17 @@ def mp3_filename(filename: str) -> str:
 
 
 # --- messages ---------------------------------------------------------------------------------------------
-def _require(raw: dict, name: str, ok: bool, what: str) -> Any:
+def _check(name: str, ok: bool, what: str) -> None:
     if not ok:
         raise ContractError(f"message field {name!r} is missing or not {what}", field=name)
-    return raw.get(name)
+
+
+def is_email(value: object) -> bool:
+    return isinstance(value, str) and EMAIL.fullmatch(value) is not None
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= 1024
 
 
 def _object(raw: object) -> dict:
@@ -149,19 +157,25 @@ def _object(raw: object) -> dict:
     return raw
 
 
-def _text(value: object) -> bool:
-    return isinstance(value, str) and bool(value.strip()) and len(value) <= 1024
-
-
 @dataclass(frozen=True)
 class VideoMessage:
-    """On `video`: the gateway stored a video for job_id; the converter turns it into an MP3."""
+    """On `video`: the gateway stored a video for job_id; the converter turns it into an MP3.
+
+    Validated when built, so a producer cannot publish what the consumer would refuse.
+    """
 
     job_id: str
     video_fid: str
     username: str
     filename: str
     options: Options = field(default_factory=Options)
+
+    def __post_init__(self) -> None:
+        _check("job_id", is_job_id(self.job_id), "a 32-character hex id")
+        _check("video_fid", is_file_id(self.video_fid), "a 24-character hex file id")
+        _check("username", is_email(self.username), "an email address")
+        _check("filename", _text(self.filename), "a non-empty string")
+        _check("options", isinstance(self.options, Options), "an object")
 
     def to_dict(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "video_fid": self.video_fid, "username": self.username,
@@ -184,18 +198,16 @@ def parse_video_message(raw: object, *, options: bool = True) -> VideoMessage:
     failed because of its options.
     """
     raw = _object(raw)
-    job_id = _require(raw, "job_id", is_job_id(raw.get("job_id")), "a 32-character hex id")
-    video_fid = _require(raw, "video_fid", is_file_id(raw.get("video_fid")), "a 24-character hex file id")
-    username = _require(raw, "username", isinstance(raw.get("username"), str)
-                        and EMAIL.fullmatch(raw["username"]) is not None, "an email address")
-    filename = _require(raw, "filename", _text(raw.get("filename")), "a non-empty string")
-    return VideoMessage(job_id, video_fid, username, filename,
+    return VideoMessage(raw.get("job_id"), raw.get("video_fid"), raw.get("username"), raw.get("filename"),
                         parse_options(raw.get("options")) if options else Options())
 
 
 @dataclass(frozen=True)
 class Mp3Message:
-    """On `mp3`: job_id ended, `done` with mp3_fid or `failed` with a reason; notification emails the owner."""
+    """On `mp3`: job_id ended, `done` with mp3_fid or `failed` with a reason; notification emails the owner.
+
+    Validated when built, like VideoMessage.
+    """
 
     job_id: str
     video_fid: str | None
@@ -206,8 +218,15 @@ class Mp3Message:
     error: str | None = None
 
     def __post_init__(self) -> None:
-        if self.status not in ENDED:
-            raise ContractError(f"status must be {DONE!r} or {FAILED!r}", field="status")
+        _check("job_id", is_job_id(self.job_id), "a 32-character hex id")
+        _check("video_fid", self.video_fid is None or is_file_id(self.video_fid), "a 24-character hex file id")
+        _check("username", is_email(self.username), "an email address")
+        _check("filename", _text(self.filename), "a non-empty string")
+        _check("status", self.status in ENDED, f"{DONE!r} or {FAILED!r}")
+        if self.status == DONE:
+            _check("mp3_fid", is_file_id(self.mp3_fid), "a 24-character hex file id")
+        else:
+            _check("error", self.error is None or isinstance(self.error, str), "a string or null")
 
     def to_dict(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "video_fid": self.video_fid, "mp3_fid": self.mp3_fid,
@@ -217,17 +236,7 @@ class Mp3Message:
 def parse_mp3_message(raw: object) -> Mp3Message:
     """Validates an `mp3` message; ContractError naming the first bad field."""
     raw = _object(raw)
-    job_id = _require(raw, "job_id", is_job_id(raw.get("job_id")), "a 32-character hex id")
-    video_fid = raw.get("video_fid")
-    _require(raw, "video_fid", video_fid is None or is_file_id(video_fid), "a 24-character hex file id")
-    username = _require(raw, "username", isinstance(raw.get("username"), str)
-                        and EMAIL.fullmatch(raw["username"]) is not None, "an email address")
-    filename = _require(raw, "filename", _text(raw.get("filename")), "a non-empty string")
-    status = _require(raw, "status", raw.get("status") in ENDED, f"{DONE!r} or {FAILED!r}")
-    mp3_fid = error = None
-    if status == DONE:
-        mp3_fid = _require(raw, "mp3_fid", is_file_id(raw.get("mp3_fid")), "a 24-character hex file id")
-    else:
-        error = _require(raw, "error", raw.get("error") is None or isinstance(raw.get("error"), str),
-                         "a string or null")
-    return Mp3Message(job_id, video_fid, username, filename, status, mp3_fid=mp3_fid, error=error)
+    done = raw.get("status") == DONE
+    return Mp3Message(raw.get("job_id"), raw.get("video_fid"), raw.get("username"), raw.get("filename"),
+                      raw.get("status"), mp3_fid=raw.get("mp3_fid") if done else None,
+                      error=None if done else raw.get("error"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -35,13 +36,13 @@ def compose(msg: Mp3Message, public_url: str, expires_at: datetime | None = None
         kept = (f"Available until: {expires_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC (then it is deleted)\n"
                 if expires_at else "")
         subject = f"Your MP3 is ready: {shown}"
-        # Single quotes around the address: _ADDRESS excludes them, and nothing expands inside them.
+        # The address is shell-quoted: nothing in it expands, an apostrophe (o'neil@...) included.
         body = (f'Hello,\n\nyour video "{shown}" has been converted to MP3.\n\n'
                 f"Job id:          {msg.job_id}\n"
                 f"MP3 file id:     {msg.mp3_fid}\n"
                 f"{kept}\n"
                 f"Download it with these two commands (the first asks for your password):\n\n"
-                f"  TOKEN=$(curl -s -X POST -u '{msg.username}' \"{public_url}/login\")\n"
+                f"  TOKEN=$(curl -s -X POST -u {shlex.quote(msg.username)} \"{public_url}/login\")\n"
                 f'  curl -H "Authorization: Bearer $TOKEN" -o "{name}.mp3" '
                 f'"{public_url}/download?fid={msg.mp3_fid}"\n')
     else:
