@@ -36,7 +36,7 @@ def test_reads_exactly_env_vars():
             return super().get(key, default)
 
     seen: set[str] = set()
-    Settings.from_env(Recorder())
+    Settings.from_env(Recorder(RABBITMQ_URL="amqp://app:dev-only-placeholder@mq:5672/%2F", DEV_MODE="true"))
     assert seen == set(ENV_VARS)
 
 

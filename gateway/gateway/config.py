@@ -19,6 +19,7 @@ ENV_VARS = (
     "AUTH_SVC_ADDRESS",
     "MAX_UPLOAD_MB",
     "PROXY_HOPS",
+    "DEV_MODE",  # read only when a URI holds a dev-only placeholder
 )
 
 MIB = 1024 * 1024

@@ -34,6 +34,7 @@ def test_every_variable_is_read():
         "AUTH_SVC_ADDRESS": "auth:5000",
         "MAX_UPLOAD_MB": "10",
         "PROXY_HOPS": "1",
+        "DEV_MODE": "false",
     }
     assert set(env) == set(ENV_VARS)
     settings = Settings.from_env(env)
@@ -65,6 +66,7 @@ class RecordingEnv(dict):
 
 def test_env_vars_lists_exactly_what_is_read():
     env = RecordingEnv()
+    env.update(RABBITMQ_URL="amqp://app:dev-only-placeholder@mq:5672/%2F", DEV_MODE="true")  # DEV_MODE is read
     Settings.from_env(env)
     assert env.asked == set(ENV_VARS)
 

@@ -51,7 +51,10 @@ class Env:
             if default is None:
                 raise ConfigError(f"{name} is required but not set")
             value = default
-        # DEV_MODE is read only here, so a service without secrets does not read (or list) it.
+        return self._not_a_placeholder(name, value)
+
+    def _not_a_placeholder(self, name: str, value: str) -> str:
+        # DEV_MODE is read only here, so a service that meets no placeholder does not read it.
         if DEV_PLACEHOLDER in value and not self.bool("DEV_MODE", False):
             raise ConfigError(f"{name} holds a development placeholder; set a real value (or DEV_MODE=true)")
         return value
@@ -90,14 +93,14 @@ class Env:
         database = uri.split("://", 1)[1].partition("/")[2].split("?", 1)[0]
         if not database:
             raise ConfigError("MONGO_URI must name the database in its path, e.g. mongodb://host:27017/mp3converter")
-        return uri
+        return self._not_a_placeholder("MONGO_URI", uri)  # it carries the database password
 
     def amqp_url(self, default: str = "amqp://guest:guest@127.0.0.1:5672/%2F") -> str:
         # The default is RabbitMQ's own guest account, which the broker accepts from loopback only.
         url = self.str("RABBITMQ_URL", default)
         if urlsplit(url).scheme not in ("amqp", "amqps"):
             raise ConfigError("RABBITMQ_URL must start with amqp:// or amqps://")
-        return url
+        return self._not_a_placeholder("RABBITMQ_URL", url)  # it carries the broker password
 
     def http_url(self, name: str, default: str, *, bare_host_ok: bool = True) -> str:
         """An http(s) base URL without a trailing slash; with bare_host_ok, host:port (a Kubernetes Service
@@ -114,7 +117,7 @@ class Env:
 class ConsumerSettings:
     """What every queue consumer reads (converter and notification extend it with their own fields)."""
 
-    ENV_VARS = ("HOST", "METRICS_PORT", "MONGO_URI", "RABBITMQ_URL", "SHUTDOWN_GRACE_SECONDS")
+    ENV_VARS = ("HOST", "METRICS_PORT", "MONGO_URI", "RABBITMQ_URL", "SHUTDOWN_GRACE_SECONDS", "DEV_MODE")
 
     host: str
     metrics_port: int  # the health and metrics endpoint

@@ -61,3 +61,13 @@ def test_load_exits_with_one_line(capsys):
         load("gateway", bad)
     assert caught.value.code == "gateway: configuration error: PORT must be an integer, got 'x'"
     assert load("gateway", lambda: 42) == 42
+
+
+@pytest.mark.parametrize(("name", "value", "read"), [
+    ("RABBITMQ_URL", "amqp://app:dev-only-placeholder-rabbitmq@mq:5672/%2F", lambda e: e.amqp_url()),
+    ("MONGO_URI", "mongodb://app:pw@db:27017/x?appName=dev-only-placeholder", lambda e: e.mongo_uri()),
+])
+def test_a_dev_placeholder_in_a_uri_is_refused_unless_dev_mode(name, value, read):
+    with pytest.raises(ConfigError, match=f"{name} holds a development placeholder"):
+        read(Env({name: value}))
+    assert read(Env({name: value, "DEV_MODE": "true"})) == value

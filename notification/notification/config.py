@@ -10,7 +10,7 @@ from mp3core.settings import ConfigError, ConsumerSettings, Env
 
 # Every variable this service reads; the ConfigMap/Secret and the README's table list the same names.
 ENV_VARS = ConsumerSettings.ENV_VARS + ("MP3_QUEUE", "SMTP_HOST", "SMTP_PORT", "SMTP_USER", "SMTP_PASSWORD",
-                                        "SMTP_FROM", "SMTP_STARTTLS", "PUBLIC_URL", "DEV_MODE")
+                                        "SMTP_FROM", "SMTP_STARTTLS", "PUBLIC_URL")
 
 
 @dataclass(frozen=True)
