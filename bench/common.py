@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from mp3core.contract import declare_queue
+from mp3core.contract import VideoMessage, declare_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -436,8 +436,6 @@ class Publisher:
 
 def stage_video(db: Any, path: Path, owner: str = "bench@example.com") -> dict[str, str]:
     """Puts a video in GridFS and its `queued` job in `jobs` as the gateway would; returns the `video` message."""
-    if str(ROOT / "converter") not in sys.path:
-        sys.path.insert(0, str(ROOT / "converter"))
     from mp3core.gridchunks import ChunkWriter  # the gateway's writer
 
     job_id = secrets.token_hex(16)
@@ -447,12 +445,12 @@ def stage_video(db: Any, path: Path, owner: str = "bench@example.com") -> dict[s
         while piece := data.read(MIB):
             writer.write(piece)
     writer.close()
-    fid = writer._id
+    fid = writer.file_id
     now = datetime.now(timezone.utc)
     db["jobs"].insert_one({"_id": job_id, "owner": owner, "status": "queued", "filename": path.name,
                            "video_fid": str(fid), "mp3_fid": None, "error": None, "attempts": 0,
                            "created_at": now, "updated_at": now, "notified_at": None})
-    return {"job_id": job_id, "video_fid": str(fid), "username": owner, "filename": path.name}
+    return VideoMessage(job_id, str(fid), owner, path.name).to_dict()
 
 
 def wait_finished(db: Any, job_ids: list[str], timeout: float, poll_s: float = SAMPLE_S) -> dict[str, dict[str, Any]]:

@@ -7,6 +7,7 @@ import pymongo.errors
 import requests
 from flask import Flask
 from mp3core import logs, mongo
+from mp3core.settings import load
 from mp3core.http import register_error_handler
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -36,7 +37,7 @@ def create_app(
     auth: AuthClient | None = None,
 ) -> Flask:
     """Build the app; adapters not passed in are created from `settings` (nothing connects until used)."""
-    settings = settings or Settings.from_env()
+    settings = settings or load("gateway", Settings.from_env)
     logs.setup()
 
     if storage is None or jobs is None:

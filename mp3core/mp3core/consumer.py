@@ -31,7 +31,6 @@ Handler = Callable[[Message], "Message | None"]
 OnPermanent = Callable[[Message, PermanentError], "Message | None"]
 
 
-
 @dataclass(frozen=True)
 class ConsumerMetrics:
     """The loop's instruments, on the service's registry (labelled by queue, so every consumer shares names)."""
@@ -179,8 +178,8 @@ class Consumer:
     """Consumes `queue` one message at a time; publishes the handler's follow-up messages to `publish_queue`."""
 
     def __init__(self, url: str, queue: str, handler: Handler, *, publish_queue: str | None = None,
-                 on_permanent: OnPermanent | None = None, grace_s: float = 25.0,
-                 metrics: ConsumerMetrics | None = None, connect: Callable[[], Any] | None = None) -> None:
+                 metrics: ConsumerMetrics, on_permanent: OnPermanent | None = None, grace_s: float = 25.0,
+                 connect: Callable[[], Any] | None = None) -> None:
         self._url = url
         self._queue = queue
         self._handler = handler
@@ -188,7 +187,7 @@ class Consumer:
         self._on_permanent = on_permanent
         self._grace_s = grace_s
         self._connect_fn = connect or self._connect
-        self._metrics = metrics or ConsumerMetrics.create(CollectorRegistry())
+        self._metrics = metrics
         # Every series exported from the start at 0, so rate() and alerts see them before the first event.
         for outcome in Outcome:
             self._metrics.messages.labels(queue, outcome.value)

@@ -130,7 +130,7 @@ def deliver(handler, body: bytes, *, on_permanent=None, publish_error=None, lose
     """Runs one delivery through Consumer's worker, servicing callbacks like the connection thread would."""
     events: list = []
     loop = consumer.Consumer("amqp://unused", "video", handler, publish_queue="mp3", on_permanent=on_permanent,
-                             metrics=metrics)
+                             metrics=metrics or consumer.ConsumerMetrics.create(CollectorRegistry()))
     connection = FakeConnection()
     session = consumer._Session(connection)
     session.channel = FakeChannel(events)
@@ -290,7 +290,8 @@ def test_run_reconnects_with_backoff_then_declares_consumes_and_stops_cleanly(mo
     monkeypatch.setattr(consumer.signal, "signal", lambda *a: None)  # keep pytest's own handlers
     log: list = []
     attempts = iter([pika.exceptions.AMQPConnectionError("refused"), OSError("unreachable"), None])
-    loop = consumer.Consumer("amqp://unused", "video", lambda m: None, publish_queue="mp3", grace_s=0.1)
+    loop = consumer.Consumer("amqp://unused", "video", lambda m: None, publish_queue="mp3", grace_s=0.1,
+                             metrics=consumer.ConsumerMetrics.create(CollectorRegistry()))
 
     def connect():
         error = next(attempts)
@@ -315,7 +316,8 @@ def test_run_reconnects_with_backoff_then_declares_consumes_and_stops_cleanly(mo
 def test_run_waits_for_a_job_from_a_lost_connection_before_consuming_again(monkeypatch):
     monkeypatch.setattr(consumer.signal, "signal", lambda *a: None)
     log: list = []
-    loop = consumer.Consumer("amqp://unused", "mp3", lambda m: None, grace_s=0.1)
+    loop = consumer.Consumer("amqp://unused", "mp3", lambda m: None, grace_s=0.1,
+                             metrics=consumer.ConsumerMetrics.create(CollectorRegistry()))
     release = threading.Event()
     loop._worker = threading.Thread(target=release.wait, daemon=True)
     loop._worker.start()
@@ -381,7 +383,8 @@ def test_stop_lets_the_job_in_progress_finish_within_the_grace_period(monkeypatc
     monkeypatch.setattr(consumer.signal, "signal", lambda *a: None)
     log: list = []
     release = threading.Event()
-    loop = consumer.Consumer("amqp://unused", "mp3", lambda m: release.wait(job_seconds) and None, grace_s=1.0)
+    loop = consumer.Consumer("amqp://unused", "mp3", lambda m: release.wait(job_seconds) and None, grace_s=1.0,
+                             metrics=consumer.ConsumerMetrics.create(CollectorRegistry()))
     loop._connect_fn = lambda: DeliveringConnection(log, loop, [])
 
     started = time.monotonic()
