@@ -42,8 +42,9 @@ class JsonFormatter(logging.Formatter):
         if job_id is not None:
             entry["job_id"] = job_id
         for key, value in vars(record).items():
-            if key not in _STANDARD and key != "job_id" and not key.startswith("_"):
-                entry[key] = value
+            # setdefault: an extra can add a field but never replace one of the schema's own.
+            if key not in _STANDARD and not key.startswith("_"):
+                entry.setdefault(key, value)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)

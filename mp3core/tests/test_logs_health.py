@@ -81,3 +81,9 @@ def test_metrics_are_prometheus_text(server):
 def test_unknown_path_is_json_404(server):
     base, _ = server
     assert _get(base + "/nope") == (404, "application/json", '{"error": "not found"}')
+
+
+def test_an_extra_cannot_replace_a_schema_field():
+    entry = _format(msg="forged", level="DEBUG", ts="yesterday", logger="other", detail="kept")
+    assert (entry["msg"], entry["level"], entry["logger"]) == ("converted ok", "INFO", "converter.handler")
+    assert entry["ts"] != "yesterday" and entry["detail"] == "kept"
