@@ -75,7 +75,8 @@ def accept_upload(owner: str, key: str | None, body: Body, *, max_bytes: int, st
             _discard(job_id, video.video_fid, storage=storage, jobs=jobs)
             raise
         try:
-            publisher.publish(VideoMessage(job_id, video.video_fid, owner, video.filename, options).to_dict())
+            publisher.publish(VideoMessage(job_id, video.video_fid, owner, video.filename, options,
+                                           container=video.content_type).to_dict())
         except BaseException:
             # Without a message nobody would ever convert this job: undo it so the client can retry.
             metrics.publish_failures.inc()

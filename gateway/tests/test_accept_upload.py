@@ -56,7 +56,7 @@ def test_the_published_message_is_what_the_converter_parses(accept, helpers, sto
         helpers.ALICE, "queued", writer.file_id, "talk.mp4")
     [message] = publisher.messages
     assert parse_video_message(message) == VideoMessage(result.job_id, writer.file_id, helpers.ALICE, "talk.mp4",
-                                                        Options(quality=2, channels=1))
+                                                        Options(quality=2, channels=1), "video/mp4")
     assert job["options"] == message["options"]
     assert metrics.registry.get_sample_value("gateway_upload_bytes_total") == 12_345
 

@@ -55,6 +55,7 @@ def test_upload_stores_video_creates_job_and_publishes(post_upload, helpers, sto
             "username": helpers.ALICE,
             "filename": "holiday clip.mp4",
             "options": options,
+            "container": "video/mp4",  # recognised from the bytes: the converter reads it with that demuxer only
         }
     ]
 

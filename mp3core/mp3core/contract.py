@@ -110,6 +110,22 @@ def parse_options(raw: object) -> Options:
     return Options(**{name: raw.get(name) for name in OPTION_NAMES})
 
 
+# --- containers -------------------------------------------------------------------------------------------
+# What the gateway recognises from an upload's first bytes (its MIME type, carried in the `video` message as
+# `container`) and the one ffmpeg demuxer the converter reads it with: ffmpeg never probes the format itself,
+# so a file that merely starts like an MP4 cannot be read as a playlist, a manifest or a network description.
+CONTAINERS: dict[str, str] = {
+    "video/mp4": "mov",
+    "video/x-matroska": "matroska",
+    "video/x-msvideo": "avi",
+    "video/x-flv": "flv",
+    "video/mpeg": "mpeg",
+    "video/x-ms-asf": "asf",
+    "video/ogg": "ogg",
+    "video/mp2t": "mpegts",
+}
+
+
 # --- file names -------------------------------------------------------------------------------------------
 DEFAULT_FILENAME = "video"
 MAX_FILENAME = 255
@@ -169,6 +185,9 @@ class VideoMessage:
     username: str
     filename: str
     options: Options = field(default_factory=Options)
+    # A key of CONTAINERS; None only in messages from before the field existed (then the converter allows
+    # every demuxer of CONTAINERS and no other).
+    container: str | None = None
 
     def __post_init__(self) -> None:
         _check("job_id", is_job_id(self.job_id), "a 32-character hex id")
@@ -176,10 +195,12 @@ class VideoMessage:
         _check("username", is_email(self.username), "an email address")
         _check("filename", _text(self.filename), "a non-empty string")
         _check("options", isinstance(self.options, Options), "an object")
+        known = self.container is None or (isinstance(self.container, str) and self.container in CONTAINERS)
+        _check("container", known, "one of " + ", ".join(CONTAINERS))
 
     def to_dict(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "video_fid": self.video_fid, "username": self.username,
-                "filename": self.filename, "options": self.options.to_dict()}
+                "filename": self.filename, "options": self.options.to_dict(), "container": self.container}
 
     def done(self, mp3_fid: str) -> Mp3Message:
         """The `mp3` message announcing this job's MP3."""
@@ -199,7 +220,7 @@ def parse_video_message(raw: object, *, options: bool = True) -> VideoMessage:
     """
     raw = _object(raw)
     return VideoMessage(raw.get("job_id"), raw.get("video_fid"), raw.get("username"), raw.get("filename"),
-                        parse_options(raw.get("options")) if options else Options())
+                        parse_options(raw.get("options")) if options else Options(), raw.get("container"))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from mp3core.errors import ContractError, PermanentError
 JOB_ID = "0123456789abcdef0123456789abcdef"
 VIDEO_FID = "65a1b2c3d4e5f60718293a4b"
 MP3_FID = "65a1b2c3d4e5f60718293a4c"
-VIDEO = VideoMessage(JOB_ID, VIDEO_FID, "alice@example.com", "holiday.mp4", Options(quality=2, channels=1))
+VIDEO = VideoMessage(JOB_ID, VIDEO_FID, "alice@example.com", "holiday.mp4", Options(quality=2, channels=1),
+                     "video/mp4")
 
 
 def test_a_video_message_survives_its_round_trip():
@@ -69,12 +70,23 @@ def video(**changes):
     (video(options={"sample_rate": "44100; rm -rf /"}), "sample_rate", "sample_rate must be one of"),
     (video(options={"quality": 10}), "quality", "quality must be an integer from 0 (best) to 9"),
     (video(options={"bitrate": 128, "quality": 2}), "quality", "not both"),
+    (video(container="application/dash+xml"), "container", "one of video/mp4"),
+    (video(container=["video/mp4"]), "container", "one of video/mp4"),
 ])
 def test_bad_video_messages_are_refused_naming_the_field(message, field, reason):
     with pytest.raises(ContractError) as caught:
         parse_video_message(message)
     assert reason in str(caught.value) and caught.value.field == field
     assert isinstance(caught.value, PermanentError)  # a consumer dead-letters it instead of retrying
+
+
+def test_a_message_from_before_containers_were_named_is_still_read():
+    legacy = {key: value for key, value in VIDEO.to_dict().items() if key != "container"}
+    assert parse_video_message(legacy).container is None
+
+
+def test_every_container_has_its_demuxer():
+    assert set(contract.CONTAINERS.values()) == {"mov", "matroska", "avi", "flv", "mpeg", "asf", "ogg", "mpegts"}
 
 
 def test_a_message_with_bad_options_still_names_its_job():
