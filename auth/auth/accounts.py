@@ -17,18 +17,23 @@ NEW_USER_FIELDS = frozenset({"email", "password", "admin"})
 
 @dataclass(frozen=True)
 class User:
+    id: int
     email: str
     password_hash: str
     is_admin: bool
 
 
 class Users(Protocol):
-    """Where users are kept (users.MySQLUsers); emails arrive normalised."""
+    """Where users are kept (users.MySQLUsers); emails arrive normalised.
+
+    get_by_email may return a user whose address only matches under the database's collation (MySQL's
+    accent- and case-insensitive one finds `ann@` for `ánn@`): callers compare with `owns_address`.
+    """
 
     def ping(self) -> None: ...
     def get_by_email(self, email: str) -> User | None: ...
     def create(self, email: str, password_hash: str, *, admin: bool) -> User: ...  # UserExists if taken
-    def update_password_hash(self, email: str, password_hash: str) -> None: ...
+    def update_password_hash(self, user_id: int, password_hash: str) -> None: ...
 
 
 class Throttle(Protocol):
@@ -38,6 +43,20 @@ class Throttle(Protocol):
     def record_failure(self, *, user: str, address: str) -> None: ...
     def reset_user(self, user: str) -> None: ...
     def purge_expired(self) -> None: ...
+
+
+def owns_address(user: User, email: str) -> bool:
+    """True when `email` (normalised) is the user's own address, not one the collation merely equates."""
+    return normalize_email(user.email) == email
+
+
+def throttle_key(email: str, user: User | None) -> str:
+    """The per-user counter's key: the account found, however its address was spelt; else the address.
+
+    Keyed on the row, not the typed bytes, so `Ann@`, `ánn@`, full-width or zero-width variants of an
+    address share the account's one counter. The prefixes keep an id and an address from ever colliding.
+    """
+    return f"id:{user.id}" if user is not None else f"email:{email}"
 
 
 def login(
@@ -52,26 +71,30 @@ def login(
 ) -> str:
     """Return a JWT for valid credentials; raise TooManyAttempts or InvalidCredentials otherwise."""
     email = normalize_email(email)
-    wait = throttle.retry_after(user=email, address=address)
+    # An address that could never be stored (a zero-width space, say) is looked up nowhere: no account.
+    found = users.get_by_email(email) if is_valid_email(email) else None
+    key = throttle_key(email, found)
+    wait = throttle.retry_after(user=key, address=address)
     if wait:
         # Refused before hashing: a throttled guess costs the server nothing and learns nothing.
         log.warning("login throttled", extra={"email": email, "address": address, "retry_after": wait})
         raise TooManyAttempts(wait)
 
-    user = users.get_by_email(email) if is_valid_email(email) else None
+    # A look-alike address (`ánn@` finding `ann@`) counts against the account but never logs into it.
+    user = found if found is not None and owns_address(found, email) else None
     if user is None:
         ok = passwords.verify_unknown_user(password)
     else:
         ok = passwords.verify(user.password_hash, password)
     if not ok:
-        throttle.record_failure(user=email, address=address)
+        throttle.record_failure(user=key, address=address)
         log.info("login failed", extra={"email": email, "address": address})
         raise InvalidCredentials()
 
-    throttle.reset_user(email)
+    throttle.reset_user(key)
     if passwords.needs_rehash(user.password_hash):
         # The plain password is only available now, so parameter upgrades happen at login.
-        users.update_password_hash(user.email, passwords.hash_password(password))
+        users.update_password_hash(user.id, passwords.hash_password(password))
     return tokens.issue(email=user.email, admin=user.is_admin, secret=secret, lifetime_minutes=lifetime_minutes)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from mp3core.contract import is_email
 
@@ -18,13 +19,27 @@ MAX_PASSWORD_LENGTH = 1024
 
 
 def normalize_email(raw: str) -> str:
-    return raw.strip().lower()
+    """One spelling per address: NFKC (full-width and other compatibility forms become plain characters),
+    then lower case. Used when users are created and at login, so both meet the same string."""
+    return unicodedata.normalize("NFKC", raw).strip().lower()
+
+
+def _has_invisible(text: str) -> bool:
+    # Control, format (zero-width space, joiners, bidi marks), private-use, surrogate and unassigned
+    # characters: MySQL's collation ignores some of them, so an address holding one could reach another
+    # user's row while looking like a new address.
+    return any(unicodedata.category(ch).startswith("C") for ch in text)
 
 
 def is_valid_email(email: str) -> bool:
     # Also the contract's rule: the address travels in queue messages as the job's owner, and a consumer
     # refuses what the contract refuses (one address, none of , ; < > " ' that could add a recipient).
-    return len(email) <= MAX_EMAIL_LENGTH and _EMAIL_RE.fullmatch(email) is not None and is_email(email)
+    return (
+        len(email) <= MAX_EMAIL_LENGTH
+        and not _has_invisible(email)
+        and _EMAIL_RE.fullmatch(email) is not None
+        and is_email(email)
+    )
 
 
 def validate_email(raw: str) -> str:

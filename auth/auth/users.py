@@ -27,11 +27,13 @@ class MySQLUsers:
 
     def get_by_email(self, email: str) -> User | None:
         with self._connection().cursor() as cur:
-            cur.execute("SELECT email, password_hash, is_admin FROM `user` WHERE email = %s", (email,))
+            # The column's collation (utf8mb4_unicode_ci) ignores case and accents: the row found may be
+            # spelt differently from `email`, which accounts.owns_address checks.
+            cur.execute("SELECT id, email, password_hash, is_admin FROM `user` WHERE email = %s", (email,))
             row = cur.fetchone()
         if row is None:
             return None
-        return User(email=row[0], password_hash=row[1], is_admin=bool(row[2]))
+        return User(id=int(row[0]), email=row[1], password_hash=row[2], is_admin=bool(row[3]))
 
     def create(self, email: str, password_hash: str, *, admin: bool) -> User:
         try:
@@ -40,12 +42,13 @@ class MySQLUsers:
                     "INSERT INTO `user` (email, password_hash, is_admin) VALUES (%s, %s, %s)",
                     (email, password_hash, admin),
                 )
+                user_id = cur.lastrowid
         except MySQLdb.IntegrityError as exc:
             if exc.args and exc.args[0] == ER_DUP_ENTRY:
                 raise UserExists() from None
             raise
-        return User(email=email, password_hash=password_hash, is_admin=admin)
+        return User(id=int(user_id), email=email, password_hash=password_hash, is_admin=admin)
 
-    def update_password_hash(self, email: str, password_hash: str) -> None:
+    def update_password_hash(self, user_id: int, password_hash: str) -> None:
         with self._connection().cursor() as cur:
-            cur.execute("UPDATE `user` SET password_hash = %s WHERE email = %s", (password_hash, email))
+            cur.execute("UPDATE `user` SET password_hash = %s WHERE id = %s", (password_hash, user_id))

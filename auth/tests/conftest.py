@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import itertools
 import sys
+import unicodedata
 
 import MySQLdb
 import pytest
@@ -29,35 +31,50 @@ ALICE_EMAIL = "alice@example.com"
 ALICE_PASSWORD = "alice-password-1"
 
 
+def collation_key(email: str) -> str:
+    """Roughly MySQL's utf8mb4_unicode_ci: case, accents, compatibility forms and ignorable characters
+    (zero-width space, joiners) make no difference. The fake finds rows the way the real column does."""
+    decomposed = unicodedata.normalize("NFKD", email)
+    return "".join(ch for ch in decomposed if unicodedata.category(ch) not in ("Mn", "Cf")).casefold()
+
+
 class FakeUsers:
-    """Users in a dict; `down = True` makes every call fail like an unreachable MySQL."""
+    """Users in a dict keyed by stored email, found as MySQL's collation finds them; `down = True` makes
+    every call fail like an unreachable MySQL."""
 
     def __init__(self) -> None:
         self.rows: dict[str, User] = {}
         self.down = False
+        self._ids = itertools.count(1)
 
     def _check(self) -> None:
         if self.down:
             raise MySQLdb.OperationalError(2003, "Can't connect to MySQL server")
+
+    def add(self, email: str, password_hash: str, admin: bool = False) -> User:
+        self.rows[email] = User(next(self._ids), email, password_hash, admin)
+        return self.rows[email]
 
     def ping(self) -> None:
         self._check()
 
     def get_by_email(self, email: str) -> User | None:
         self._check()
-        return self.rows.get(email)
+        return next((u for u in self.rows.values() if collation_key(u.email) == collation_key(email)), None)
 
     def create(self, email: str, password_hash: str, *, admin: bool) -> User:
         self._check()
-        if email in self.rows:
+        if self.get_by_email(email) is not None:  # the UNIQUE index compares under the collation too
             raise UserExists()
-        self.rows[email] = User(email=email, password_hash=password_hash, is_admin=admin)
-        return self.rows[email]
+        return self.add(email, password_hash, admin)
 
-    def update_password_hash(self, email: str, password_hash: str) -> None:
+    def _by_id(self, user_id: int) -> User | None:
+        return next((u for u in self.rows.values() if u.id == user_id), None)
+
+    def update_password_hash(self, user_id: int, password_hash: str) -> None:
         self._check()
-        old = self.rows[email]
-        self.rows[email] = User(email=old.email, password_hash=password_hash, is_admin=old.is_admin)
+        old = self._by_id(user_id)
+        self.rows[old.email] = dataclasses.replace(old, password_hash=password_hash)
 
 
 class FakeThrottle:
@@ -106,7 +123,7 @@ def make_settings():
 @pytest.fixture
 def users() -> FakeUsers:
     fake = FakeUsers()
-    fake.rows[ALICE_EMAIL] = User(ALICE_EMAIL, passwords.hash_password(ALICE_PASSWORD), False)
+    fake.add(ALICE_EMAIL, passwords.hash_password(ALICE_PASSWORD))
     return fake
 
 

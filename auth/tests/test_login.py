@@ -7,7 +7,6 @@ import pytest
 from argon2 import PasswordHasher
 
 from auth import passwords
-from auth.accounts import User
 
 SECRET = "unit-test-jwt-secret-0123456789abcdef"
 CHALLENGE = 'Basic realm="mp3converter"'
@@ -105,7 +104,7 @@ def test_wrong_password_is_verified_against_the_users_hash(client, users, monkey
 
 def test_login_rehashes_a_hash_with_outdated_parameters(client, users):
     old = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("bob-password-1")
-    users.rows["bob@example.com"] = User("bob@example.com", old, False)
+    users.add("bob@example.com", old)
 
     response = client.post("/login", headers=basic("bob@example.com", "bob-password-1"))
 
@@ -125,7 +124,7 @@ def test_login_keeps_a_current_hash(client, users):
 
 
 def test_corrupt_stored_hash_is_a_401_not_a_500(client, users):
-    users.rows["carol@example.com"] = User("carol@example.com", "not-a-phc-string", False)
+    users.add("carol@example.com", "not-a-phc-string")
 
     response = client.post("/login", headers=basic("carol@example.com", "whatever-password"))
 
@@ -138,3 +137,53 @@ def test_login_is_post_only(client):
 
     assert response.status_code == 405
     assert response.get_json() == {"error": "The method is not allowed for the requested URL."}
+
+
+# The bypasses: MySQL's collation finds alice's row for each of these spellings, and the per-user
+# counter used to be keyed on the bytes typed, so each spelling started a fresh count.
+LOOK_ALIKES = {
+    "upper-case": "Alice@example.com",
+    "accent": "álice@example.com",
+    "full-width": "ａlice@example.com",
+    "zero-width-space": "alice\u200b@example.com",
+}
+
+
+@pytest.mark.parametrize("variant", LOOK_ALIKES.values(), ids=LOOK_ALIKES.keys())
+def test_a_look_alike_address_gets_no_fresh_counter(client, variant):
+    for _ in range(3):  # FakeThrottle: 3 failures per user
+        assert client.post("/login", headers=basic("alice@example.com", "wrong-password")).status_code == 401
+
+    response = client.post("/login", headers=basic(variant, "alice-password-1"))
+
+    if variant == LOOK_ALIKES["zero-width-space"]:
+        # Not an address anyone can have: no account is looked up, so nothing can be won with it.
+        assert (response.status_code, response.get_json()) == (401, {"error": "invalid email or password"})
+    else:
+        assert (response.status_code, response.get_json()) == (429, {"error": "too many failed logins, try again later"})
+
+
+def test_failures_under_look_alike_spellings_count_against_the_account(client):
+    for variant in ("Alice@example.com", "álice@example.com", "ａlice@example.com"):
+        assert client.post("/login", headers=basic(variant, "wrong-password")).status_code == 401
+
+    response = client.post("/login", headers=basic("alice@example.com", "alice-password-1"))
+
+    assert response.status_code == 429
+    assert response.get_json() == {"error": "too many failed logins, try again later"}
+
+
+@pytest.mark.parametrize(
+    ("variant", "status"),
+    [("ALICE@EXAMPLE.COM", 200), ("ａｌｉｃｅ＠ｅｘａｍｐｌｅ．ｃｏｍ", 200), ("álice@example.com", 401),
+     ("alice\u200b@example.com", 401), ("alice@example.com\u200e", 401)],
+    ids=["upper-case", "full-width", "accent", "zero-width-space", "bidi-mark"],
+)
+def test_only_the_accounts_own_address_logs_in(client, variant, status):
+    response = client.post("/login", headers=basic(variant, "alice-password-1"))
+
+    assert response.status_code == status
+    if status == 200:  # the same spelling after normalisation: the account's own address
+        assert jwt.decode(response.get_data(as_text=True), SECRET, algorithms=["HS256"])["email"] == "alice@example.com"
+    else:  # `álice@` is another address that the collation merely equates with alice's
+        assert response.get_json() == {"error": "invalid email or password"}

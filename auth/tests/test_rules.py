@@ -53,3 +53,31 @@ def test_addresses_the_contract_refuses_are_refused_here_first(email):
 @pytest.mark.parametrize("email", ["a@example.com", "first.last+tag@sub.example.co.uk", "o'neil@example.com"])
 def test_every_address_accepted_here_is_one_the_contract_accepts(email):
     assert is_valid_email(email) and is_email(email)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("ａnn@example.com", "ann@example.com"), ("ＡＮＮ＠ＥＸＡＭＰＬＥ．ＣＯＭ", "ann@example.com"),
+     ("Ann@Example.com", "ann@example.com"), ("\u3000ann@example.com", "ann@example.com"),
+     ("ann@ｅxample.com", "ann@example.com")],
+    ids=["full-width-letter", "all-full-width", "upper-case", "ideographic-space", "full-width-domain"],
+)
+def test_normalisation_is_nfkc_and_lower_case(raw, expected):
+    assert validate_email(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["ann\u200b@example.com", "ann@example.com\u200b", "a\u200dnn@example.com", "\u202eann@example.com",
+     "ann\u00ad@example.com", "ann\ufeff@example.com", "ann\x85@example.com", "ann\ue000@example.com"],
+    ids=["zero-width-space", "trailing-zwsp", "zero-width-joiner", "bidi-override", "soft-hyphen", "bom",
+         "nel-control", "private-use"],
+)
+def test_format_and_control_characters_are_refused(raw):
+    with pytest.raises(InvalidInput, match="^email is not a valid address$"):
+        validate_email(raw)
+
+
+def test_accents_are_kept():
+    """`ánn@` is another address than `ann@`: normalisation does not fold it (the account lookup decides)."""
+    assert validate_email("Ánn@example.com") == "ánn@example.com"

@@ -58,6 +58,27 @@ def test_duplicate_is_409(client, admin_token):
     assert response.get_json() == {"error": "user already exists"}
 
 
+@pytest.mark.parametrize(
+    "email", ["ALICE@example.com", "ａlice@example.com", "álice@example.com"], ids=["upper-case", "full-width", "accent"]
+)
+def test_a_look_alike_of_an_existing_address_is_409(client, admin_token, users, email):
+    before = dict(users.rows)
+
+    response = client.post("/users", headers=bearer(admin_token), json={"email": email, "password": "another-password"})
+
+    assert response.status_code == 409
+    assert response.get_json() == {"error": "user already exists"}
+    assert users.rows == before
+
+
+def test_a_full_width_address_is_stored_normalised(client, admin_token, users):
+    response = client.post("/users", headers=bearer(admin_token), json={"email": "ｂob@example.com", "password": "bob-password-1"})
+
+    assert response.status_code == 201
+    assert response.get_json() == {"email": "bob@example.com", "admin": False}
+    assert "bob@example.com" in users.rows
+
+
 def test_non_admin_is_403(client, alice_token, users):
     body = {"email": "eve@example.com", "password": "eve-password"}
 
@@ -102,6 +123,7 @@ def test_missing_or_bad_token_is_401(client, users, headers, message):
         (b'{"email": "a@@example.com", "password": "password1"}', "email is not a valid address"),
         (b'{"email": "a@example..com", "password": "password1"}', "email is not a valid address"),
         (b'{"email": "a\\u0000@example.com", "password": "password1"}', "email is not a valid address"),
+        (b'{"email": "a\\u200b@example.com", "password": "password1"}', "email is not a valid address"),
         (json.dumps({"email": "a" * 243 + "@example.com", "password": "password1"}).encode(),
          "email is not a valid address"),
         (b'{"email": "a@example.com"}', "password must be a string"),
@@ -116,7 +138,7 @@ def test_missing_or_bad_token_is_401(client, users, headers, message):
     ],
     ids=[
         "empty", "bad-json", "not-utf8", "null", "array", "string", "no-email", "email-int", "email-null",
-        "email-no-at", "email-no-dot", "email-space", "email-two-at", "email-empty-label", "email-nul",
+        "email-no-at", "email-no-dot", "email-space", "email-two-at", "email-empty-label", "email-nul", "email-zwsp",
         "email-too-long", "no-password", "password-int", "password-short", "password-long", "admin-str",
         "admin-int", "admin-null", "unknown-field",
     ],

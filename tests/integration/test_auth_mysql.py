@@ -134,6 +134,89 @@ def test_sql_metacharacters_in_the_username_are_just_a_wrong_user(db):
     assert query(db, "SELECT COUNT(*) FROM `user`")[0][0] == 1
 
 
+# The issue's reproductions: the column's collation (utf8mb4_unicode_ci) finds ann's row for every one of
+# these spellings, and the per-user counter used to be keyed on the bytes typed.
+LOOK_ALIKES = {
+    "upper-case": "Ann@example.com",
+    "accent": "ánn@example.com",
+    "full-width": "ａnn@example.com",
+    "zero-width-space": "ann\u200b@example.com",
+}
+ANN = ("ann@example.com", "ann-password-1")
+
+
+def admin_client_with_ann(db: dict, **overrides):
+    client = create_app(settings_for(db, **overrides)).test_client()
+    token = client.post("/login", headers=basic(*ADMIN)).get_data(as_text=True)
+    created = client.post("/users", headers={"Authorization": f"Bearer {token}"},
+                          json={"email": ANN[0], "password": ANN[1]})
+    assert created.status_code == 201
+    return client, token
+
+
+@pytest.mark.parametrize("variant", LOOK_ALIKES.values(), ids=LOOK_ALIKES.keys())
+def test_mysql_finds_ann_for_each_look_alike(db, variant):
+    """The premise of the bypass: MariaDB's collation equates every spelling with ann's address."""
+    admin_client_with_ann(db)
+
+    assert query(db, "SELECT email FROM `user` WHERE email = %s", (variant,)) == [(ANN[0],)]
+
+
+@pytest.mark.parametrize("variant", LOOK_ALIKES.values(), ids=LOOK_ALIKES.keys())
+def test_after_five_failures_a_look_alike_gets_no_token(db, variant):
+    client, _ = admin_client_with_ann(db, login_max_failures_per_user=5, login_max_failures_per_address=1000)
+    for _ in range(5):
+        assert client.post("/login", headers=basic(ANN[0], "wrong-password")).status_code == 401
+
+    response = client.post("/login", headers=basic(variant, ANN[1]))
+
+    if variant == LOOK_ALIKES["zero-width-space"]:
+        # Refused as an address: no account is looked up with it, so it can win nothing.
+        assert (response.status_code, response.get_json()) == (401, {"error": "invalid email or password"})
+    else:
+        assert (response.status_code, response.get_json()) == (429, {"error": "too many failed logins, try again later"})
+    ann_id = query(db, "SELECT id FROM `user` WHERE email = %s", (ANN[0],))[0][0]
+    # The counter is the account's, keyed by its id, and still at 5: the look-alike started no fresh one.
+    assert query(db, "SELECT failures FROM login_failure WHERE scope = 'user' AND subject = %s",
+                 (f"id:{ann_id}",)) == [(5,)]
+
+
+def test_failures_under_look_alike_spellings_share_the_accounts_counter(db):
+    client, _ = admin_client_with_ann(db, login_max_failures_per_user=3, login_max_failures_per_address=1000)
+    for variant in ("Ann@example.com", "ánn@example.com", "ａnn@example.com"):
+        assert client.post("/login", headers=basic(variant, "wrong-password")).status_code == 401
+
+    assert client.post("/login", headers=basic(*ANN)).status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("variant", "status"),
+    [("Ann@example.com", 200), ("ａnn@example.com", 200), ("ánn@example.com", 401), ("ann\u200b@example.com", 401)],
+    ids=["upper-case", "full-width", "accent", "zero-width-space"],
+)
+def test_only_anns_own_address_logs_in_as_ann(db, variant, status):
+    client, _ = admin_client_with_ann(db)
+
+    response = client.post("/login", headers=basic(variant, ANN[1]))
+
+    assert response.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("email", "status"),
+    [("ａnn@example.com", 409), ("ánn@example.com", 409), ("ANN@example.com", 409), ("ann\u200b@example.com", 400)],
+    ids=["full-width", "accent", "upper-case", "zero-width-space"],
+)
+def test_no_second_account_under_a_look_alike_address(db, email, status):
+    client, token = admin_client_with_ann(db)
+
+    response = client.post("/users", headers={"Authorization": f"Bearer {token}"},
+                           json={"email": email, "password": "other-password-1"})
+
+    assert response.status_code == status
+    assert query(db, "SELECT email FROM `user` WHERE email <> %s", (ADMIN[0],)) == [(ANN[0],)]
+
+
 def test_throttle_is_shared_by_two_app_instances(db):
     settings = settings_for(db, login_max_failures_per_user=2, login_max_failures_per_address=100)
     replica_a = create_app(settings).test_client()
@@ -202,7 +285,7 @@ def test_users_adapter_round_trip_and_errors(connection):
     users = MySQLUsers(lambda: connection)
 
     created = users.create("o'neil@example.com", "$argon2id$x", admin=True)
-    users.update_password_hash("o'neil@example.com", "$argon2id$y")
+    users.update_password_hash(created.id, "$argon2id$y")
 
     assert users.get_by_email("o'neil@example.com") == dataclasses.replace(created, password_hash="$argon2id$y")
     assert users.get_by_email("nobody@example.com") is None
