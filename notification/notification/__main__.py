@@ -21,9 +21,11 @@ def main() -> None:
     mailer = Mailer(config.smtp_host, config.smtp_port, sender=config.smtp_from, user=config.smtp_user,
                     password=config.smtp_password, starttls=config.smtp_starttls)
     handle = functools.partial(handler.handle, jobs=Jobs(db["jobs"]), send=mailer.send,
-                               public_url=config.public_url, metrics=Metrics.create(REGISTRY))
-    loop = Consumer(config.rabbitmq_url, config.mp3_queue, handle, grace_s=config.shutdown_grace_s,
-                    metrics=ConsumerMetrics.create(REGISTRY))
+                               public_url=config.public_url, metrics=Metrics.create(REGISTRY),
+                               retry_s=config.smtp_retry_s, give_up_s=config.notify_give_up_s)
+    # The handler's follow-up message is the message itself, moved to the back of its own queue (see handler).
+    loop = Consumer(config.rabbitmq_url, config.mp3_queue, handle, publish_queue=config.mp3_queue,
+                    grace_s=config.shutdown_grace_s, metrics=ConsumerMetrics.create(REGISTRY))
     health.serve(config.host, config.metrics_port, loop.healthy, REGISTRY)
     loop.run()
 

@@ -10,7 +10,8 @@ from mp3core.settings import ConfigError, ConsumerSettings, Env
 
 # Every variable this service reads; the ConfigMap/Secret and the README's table list the same names.
 ENV_VARS = ConsumerSettings.ENV_VARS + ("MP3_QUEUE", "SMTP_HOST", "SMTP_PORT", "SMTP_USER", "SMTP_PASSWORD",
-                                        "SMTP_FROM", "SMTP_STARTTLS", "PUBLIC_URL")
+                                        "SMTP_FROM", "SMTP_STARTTLS", "PUBLIC_URL",
+                                        "SMTP_RETRY_SECONDS", "NOTIFY_GIVE_UP_SECONDS")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class Settings(ConsumerSettings):
     smtp_from: str
     smtp_starttls: bool
     public_url: str
+    smtp_retry_s: int
+    notify_give_up_s: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -41,4 +44,9 @@ class Settings(ConsumerSettings):
             smtp_starttls=env.bool("SMTP_STARTTLS", False),
             # Shown to users in the email: a bare host:port is a mistake here, not a shorthand.
             public_url=env.http_url("PUBLIC_URL", "http://localhost:8080", bare_host_ok=False),
+            # SMTP unavailable: how long one delivery retries in place before the message goes to the back of
+            # the queue (so the mails behind it get their turn), and how long after its first failed delivery
+            # an email is given up (job marked, message dead-lettered): a mail a day late is no longer news.
+            smtp_retry_s=env.int("SMTP_RETRY_SECONDS", 120, 0, 3600),
+            notify_give_up_s=env.int("NOTIFY_GIVE_UP_SECONDS", 86400, 60, 30 * 86400),
         )

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import shlex
 import time
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
-
-import tenacity
 
 from mp3core.contract import DONE, Mp3Message, parse_mp3_message, stem
 from mp3core.errors import PermanentError
@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 
 Send = Callable[[str, str, str], None]  # send(to, subject, body)
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _SHELL_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+# Not shown in a name: Cc controls (\r, \n, \x85 ...), Cf format characters, Zl/Zp line and paragraph
+# separators, Cs lone surrogates (valid JSON, but no mail can carry them).
+_NOT_SHOWN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
 def compose(msg: Mp3Message, public_url: str, expires_at: datetime | None = None) -> tuple[str, str]:
@@ -54,44 +56,81 @@ def compose(msg: Mp3Message, public_url: str, expires_at: datetime | None = None
 
 
 def handle(message: dict[str, Any], *, jobs: Jobs, send: Send, public_url: str, metrics: Metrics,
-           sleep: Callable[[float], None] = time.sleep) -> None:
-    """Emails the job's owner once.
+           retry_s: float, give_up_s: float, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any] | None:
+    """Emails the job's owner once; returns the message when it must go to the back of the queue, else None.
 
     notified_at is set only after the SMTP server accepted the mail, so a crash between the two sends the
     mail again on redelivery: at worst one duplicate, never a lost notification.
+
+    Bounded, so that one message never holds up the others (the loop handles one message at a time):
+    - a mail that can never be delivered (recipient or content refused, an internationalised address for a
+      server without SMTPUTF8, a mail that cannot be built) is given up at once: PermanentError;
+    - SMTP unavailable is retried in place for retry_s, then the message is returned to be published again at
+      the back of the queue (the consumer acks this delivery once the copy is stored), so the mails behind it
+      get their turn; after give_up_s since its first failed delivery it is given up.
+    Given up means: the job gets notify_failed_at and notify_error, a metric and a log line, and the message
+    goes to the dead-letter queue.
     """
     msg = parse_mp3_message(message)
     job = jobs.get(msg.job_id)
     if job is None:
         # The owner deleted the job (and its MP3) before we got here: nothing to tell, nothing to retry.
         log.info("job no longer exists (deleted by its owner); dropping the message")
-        return
+        return None
     if job.get("owner") not in (None, msg.username):
         raise PermanentError("the message's username is not the job's owner")
     if job.get("notified_at") is not None:
         log.info("already notified; skipping")
-        return
-    subject, body = compose(msg, public_url, job.get("expires_at") if msg.status == DONE else None)
-    _send_until_accepted(send, msg.username, subject, body, sleep, metrics)
+        return None
+    if job.get("notify_failed_at") is not None:
+        log.info("the email was given up earlier; skipping this copy of the message")
+        return None
+    try:
+        subject, body = compose(msg, public_url, job.get("expires_at") if msg.status == DONE else None)
+        _send_with_retries(send, msg.username, subject, body, sleep, metrics, retry_s)
+    except PermanentError as exc:
+        _give_up(jobs, msg.job_id, metrics, "rejected", str(exc))
+        raise
+    except MailUnavailable as exc:
+        failing_s = jobs.record_unavailable(msg.job_id, str(exc))
+        if failing_s >= give_up_s:
+            reason = f"the mail server was unavailable for {failing_s / 3600:.1f} h: {exc}"
+            _give_up(jobs, msg.job_id, metrics, "unavailable", reason)
+            raise PermanentError(reason) from exc
+        metrics.emails_deferred.inc()
+        log.warning("SMTP still unavailable after %.0f s (%s); moving the message to the back of the queue",
+                    retry_s, exc, extra={"failing_seconds": round(failing_s)})
+        return message
     metrics.emails_sent.labels(msg.status).inc()
     jobs.mark_notified(msg.job_id)
     log.info("notified", extra={"status": msg.status})
+    return None
 
 
-def _send_until_accepted(send: Send, to: str, subject: str, body: str, sleep: Callable[[float], None],
-                         metrics: Metrics) -> None:
-    # Retried indefinitely while SMTP is down: the message stays unacked, and a pod restart loses nothing.
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(MailUnavailable),
-        wait=tenacity.wait_exponential(multiplier=1, min=1, max=60),
-        stop=tenacity.stop_never,
-        sleep=sleep,
-        reraise=True,
-        before_sleep=lambda state: log.warning(
-            "SMTP unavailable (%s); retrying in %.0f s", state.outcome.exception() if state.outcome else "?",
-            state.next_action.sleep if state.next_action else 0),
-    )
-    retrying(_send_counted, send, to, subject, body, metrics)
+def _give_up(jobs: Jobs, job_id: str, metrics: Metrics, reason: str, detail: str) -> None:
+    metrics.emails_given_up.labels(reason).inc()
+    jobs.mark_notify_failed(job_id, detail)
+    log.error("giving up on the email; the message goes to the dead-letter queue: %s", detail,
+              extra={"reason": reason})
+
+
+def _send_with_retries(send: Send, to: str, subject: str, body: str, sleep: Callable[[float], None],
+                       metrics: Metrics, retry_s: float) -> None:
+    """Sends, retrying MailUnavailable with capped backoff (1, 2, 4 ... 60 s) while the waits fit in retry_s.
+
+    The message stays unacked meanwhile, so a pod restart loses nothing.
+    """
+    waited, delay = 0.0, 1.0
+    while True:
+        try:
+            _send_counted(send, to, subject, body, metrics)
+            return
+        except MailUnavailable as exc:
+            if waited + delay > retry_s:
+                raise
+            log.warning("SMTP unavailable (%s); retrying in %.0f s", exc, delay)
+            sleep(delay)
+            waited, delay = waited + delay, min(delay * 2, 60.0)
 
 
 def _send_counted(send: Send, to: str, subject: str, body: str, metrics: Metrics) -> None:
@@ -106,5 +145,8 @@ def _send_counted(send: Send, to: str, subject: str, body: str, metrics: Metrics
 
 
 def _one_line(text: str) -> str:
-    # Header values must not contain line breaks, and a name is no place for them in a body either.
-    return _CONTROL.sub(" ", text).strip()[:200]
+    """text on one line, as a mail header needs it (Python refuses a header str.splitlines() would split, at
+    U+2028 or \\x85 as much as at \\n): each run of _NOT_SHOWN characters becomes one space."""
+    kept = (" " if hidden else "".join(chars)
+            for hidden, chars in itertools.groupby(text, lambda c: unicodedata.category(c) in _NOT_SHOWN))
+    return "".join(kept).strip()[:200]

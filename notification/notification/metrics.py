@@ -13,6 +13,8 @@ from mp3core.metrics import counter
 class Metrics:
     emails_sent: Counter
     emails_failed: Counter
+    emails_deferred: Counter
+    emails_given_up: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -23,4 +25,11 @@ class Metrics:
             emails_failed=counter(registry, "notification_emails_failed_total",
                                   "Send attempts that failed: unavailable (retried) or rejected (never deliverable).",
                                   "reason", ("unavailable", "rejected")),
+            emails_deferred=counter(registry, "notification_emails_deferred_total",
+                                    "Messages moved to the back of the queue after SMTP_RETRY_SECONDS of SMTP "
+                                    "unavailable."),
+            emails_given_up=counter(registry, "notification_emails_given_up_total",
+                                    "Emails given up (job marked, message dead-lettered): rejected (can never be "
+                                    "delivered) or unavailable (for NOTIFY_GIVE_UP_SECONDS).",
+                                    "reason", ("rejected", "unavailable")),
         )

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -27,6 +27,10 @@ class FakeJobs:
     def __init__(self, *docs: dict[str, Any]) -> None:
         self.docs = {doc["_id"]: dict(doc) for doc in docs}
         self.calls: list[str] = []
+        self.now = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)  # tests move it forward
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
     def get(self, job_id):
         self.calls.append("get")
@@ -35,7 +39,19 @@ class FakeJobs:
 
     def mark_notified(self, job_id):
         self.calls.append("mark_notified")
-        self.docs[job_id]["notified_at"] = datetime.now(timezone.utc)
+        self.docs[job_id]["notified_at"] = self.now
+
+    def record_unavailable(self, job_id, error):
+        self.calls.append("record_unavailable")
+        doc = self.docs[job_id]
+        doc["notify_first_failed_at"] = min(doc.get("notify_first_failed_at") or self.now, self.now)
+        doc["notify_attempts"] = doc.get("notify_attempts", 0) + 1
+        doc["notify_error"] = error
+        return (self.now - doc["notify_first_failed_at"]).total_seconds()
+
+    def mark_notify_failed(self, job_id, reason):
+        self.calls.append("mark_notify_failed")
+        self.docs[job_id].update(notify_failed_at=self.now, notify_error=reason)
 
 
 class FakeSend:

@@ -1,4 +1,4 @@
-"""Unit tests for notification.handler: validation, mail content, idempotence, SMTP retry policy."""
+"""Unit tests for notification.handler: validation, mail content, idempotence, bounded SMTP retry policy."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry
 
 METRICS = Metrics.create(CollectorRegistry())
 EMAILS_FAILED, EMAILS_SENT = METRICS.emails_failed, METRICS.emails_sent
+DEFERRED, GIVEN_UP = METRICS.emails_deferred, METRICS.emails_given_up
+RETRY_S, GIVE_UP_S = 120, 86400
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 OWNER = "alice@example.com"
@@ -39,7 +41,7 @@ def run(jobs, send):
 
     def run(message):
         return handler.handle(message, jobs=jobs, send=send, public_url=PUBLIC_URL, metrics=METRICS,
-                              sleep=sleeps.append)
+                              retry_s=RETRY_S, give_up_s=GIVE_UP_S, sleep=sleeps.append)
     run.sleeps = sleeps
     return run
 
@@ -161,13 +163,54 @@ def test_message_for_someone_else_is_permanent(run, send):
     assert send.attempts == 0
 
 
-def test_smtp_outage_is_retried_with_capped_backoff_until_accepted(run, send, jobs):
-    send.errors = [MailUnavailable("connection refused")] * 9
+def test_smtp_outage_is_retried_in_place_with_capped_backoff_until_accepted(run, send, jobs):
+    send.errors = [MailUnavailable("connection refused")] * 6
 
-    run(done())
+    assert run(done()) is None  # acked where it is
 
-    assert run.sleeps == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert run.sleeps == [1, 2, 4, 8, 16, 32]
     assert len(send.sent) == 1 and jobs.docs[JOB_ID]["notified_at"] is not None
+    assert "record_unavailable" not in jobs.calls
+
+
+def test_smtp_outage_longer_than_the_retry_budget_moves_the_message_to_the_back(run, send, jobs, caplog):
+    """The mails behind it get their turn: the handler hands the message back to be published again."""
+    deferred = DEFERRED._value.get()
+    send.errors = [MailUnavailable("connection refused")] * 100
+    message = done()
+
+    assert run(message) == message
+
+    # 1+2+4+8+16+32 = 63 s waited; another 60 s would exceed the 120 s budget.
+    assert run.sleeps == [1, 2, 4, 8, 16, 32] and send.attempts == 7
+    job = jobs.docs[JOB_ID]
+    assert job["notified_at"] is None and "notify_failed_at" not in job
+    assert job["notify_attempts"] == 1 and job["notify_error"] == "connection refused"
+    assert DEFERRED._value.get() == deferred + 1
+    assert "moving the message to the back of the queue" in caplog.text
+
+
+def test_an_email_undeliverable_for_give_up_seconds_is_given_up(run, send, jobs, caplog):
+    given_up = GIVEN_UP.labels("unavailable")._value.get()
+    send.errors = [MailUnavailable("SMTP 451 try later")] * 100
+    assert run(done()) is not None  # first failed delivery: the clock starts
+    jobs.advance(GIVE_UP_S - 1)
+    assert run(done()) is not None  # not yet
+
+    jobs.advance(1)
+    with pytest.raises(PermanentError, match=r"unavailable for 24.0 h: SMTP 451 try later"):
+        run(done())
+
+    job = jobs.docs[JOB_ID]
+    assert job["notify_failed_at"] == jobs.now and "SMTP 451" in job["notify_error"] and job["notified_at"] is None
+    assert GIVEN_UP.labels("unavailable")._value.get() == given_up + 1
+    assert [r.levelname for r in caplog.records if "giving up" in r.getMessage()] == ["ERROR"]
+
+
+def test_a_copy_of_a_given_up_message_is_dropped(run, send, jobs):
+    jobs.docs[JOB_ID].update(notify_failed_at=jobs.now, notify_error="550 no such user")
+    assert run(done()) is None
+    assert send.attempts == 0
 
 
 def test_failed_sends_are_counted_by_reason(run, send):
@@ -181,14 +224,37 @@ def test_failed_sends_are_counted_by_reason(run, send):
     assert (unavailable._value.get(), rejected._value.get()) == (before[0] + 2, before[1] + 1)
 
 
-def test_rejected_recipient_is_permanent_and_not_recorded_as_notified(run, send, jobs):
+def test_rejected_recipient_is_given_up_at_once_and_the_job_says_so(run, send, jobs, caplog):
+    given_up = GIVEN_UP.labels("rejected")._value.get()
     send.errors = [PermanentError("the mail server rejected the recipient alice@example.com: 550 no such user")]
 
     with pytest.raises(PermanentError, match="550"):
         run(done())
 
     assert run.sleeps == [] and send.attempts == 1
-    assert jobs.docs[JOB_ID]["notified_at"] is None
+    job = jobs.docs[JOB_ID]
+    assert job["notified_at"] is None and job["notify_failed_at"] == jobs.now and "550" in job["notify_error"]
+    assert GIVEN_UP.labels("rejected")._value.get() == given_up + 1
+    assert "giving up on the email" in caplog.text
+
+
+# Each of these makes Python's email package refuse a header (str.splitlines() splits there) or the encoder
+# refuse the text: the name is shown without them, and the mail is built and sent.
+@pytest.mark.parametrize("bad", ["\u2028", "\u2029", "\r", "\n", "\x85", "\x0b", "\x0c", "\x1c", "\x1e",
+                                 "\ud800", "\u202e", "\u200b"])
+@pytest.mark.parametrize("status", ["done", "failed"])
+def test_a_filename_with_a_line_separator_or_format_character_still_makes_a_mail(jobs, bad, status):
+    from notification.mailer import Mailer
+
+    built = []
+    mailer = Mailer("127.0.0.1", 25, sender="mp3converter@localhost")
+    message = done(filename=f"a{bad}b.mp4") if status == "done" else failed(filename=f"a{bad}b.mp4",
+                                                                            error=f"x{bad}y")
+    handler.handle(message, jobs=jobs, send=lambda *mail: built.append(mailer.build(*mail)), public_url=PUBLIC_URL,
+                   metrics=METRICS, retry_s=RETRY_S, give_up_s=GIVE_UP_S, sleep=lambda s: None)
+    [mail] = built
+    assert mail["Subject"].endswith(": a b.mp4")
+    assert '"a b.mp4"' in mail.get_content()
 
 
 def test_notified_at_is_recorded_only_after_the_mail_was_accepted(run, send, jobs):

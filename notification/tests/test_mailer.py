@@ -9,7 +9,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from mp3core.errors import PermanentError
-from notification.mailer import Mailer, MailUnavailable, classify
+from notification.mailer import Mailer, MailUnavailable, ascii_domain, classify
 
 
 @pytest.mark.parametrize(("error", "kind", "text"), [
@@ -24,6 +24,9 @@ from notification.mailer import Mailer, MailUnavailable, classify
     (smtplib.SMTPSenderRefused(550, b"bad sender", "me@x"), MailUnavailable, "550 bad sender"),
     (smtplib.SMTPAuthenticationError(535, b"bad credentials"), MailUnavailable, "535 bad credentials"),
     (smtplib.SMTPNotSupportedError("STARTTLS extension not supported by server."), MailUnavailable, "STARTTLS"),
+    # Our content cannot go on the wire (a lone surrogate in an address): no retry changes that.
+    (UnicodeEncodeError("utf-8", "a\ud800@b.c", 1, 2, "surrogates not allowed"), PermanentError,
+     "cannot be encoded"),
 ])
 def test_classify(error, kind, text):
     result = classify(error)
@@ -35,6 +38,24 @@ def test_build_sets_headers():
     assert (message["From"], message["To"], message["Subject"]) == ("mp3converter@localhost", "a@b.c", "Hi")
     assert message["Date"] and message["Message-ID"].endswith("@localhost>")
     assert message.get_content() == "Body\n"
+
+
+@pytest.mark.parametrize(("to", "subject"), [
+    ("a@b.c", "x\u2028y"), ("a@b.c", "x\x85y"), ("a@b.c", "x\ry"), ("a@b.c", "x\ud800"), ("a\ud800@b.c", "s"),
+])
+def test_a_mail_that_cannot_be_built_is_permanent(to, subject):
+    with pytest.raises(PermanentError, match="the mail could not be built"):
+        Mailer("127.0.0.1", 25, sender="mp3converter@localhost").build(to, subject, "Body")
+
+
+@pytest.mark.parametrize(("address", "expected"), [
+    ("ann@example.com", "ann@example.com"),
+    ("ann@exämple.com", "ann@xn--exmple-cua.com"),
+    ("ánn@exämple.com", "ánn@exämple.com"),  # the local part needs SMTPUTF8 anyway
+    ("ann@" + "ä" * 70 + ".com", "ann@" + "ä" * 70 + ".com"),  # not a valid IDNA name: left as it is
+])
+def test_ascii_domain(address, expected):
+    assert ascii_domain(address) == expected
 
 
 def _free_port() -> int:
@@ -58,11 +79,24 @@ class Recorder:
         return "250 Message accepted"
 
 
+def _serve(smtputf8: bool):
+    recorder = Recorder()
+    controller = Controller(recorder, hostname="127.0.0.1", port=_free_port(), enable_SMTPUTF8=smtputf8)
+    controller.start()
+    return controller, recorder
+
+
 @pytest.fixture
 def smtp_server():
-    recorder = Recorder()
-    controller = Controller(recorder, hostname="127.0.0.1", port=_free_port())
-    controller.start()
+    controller, recorder = _serve(smtputf8=True)  # aiosmtpd's Controller default
+    yield controller.port, recorder
+    controller.stop()
+
+
+@pytest.fixture
+def ascii_smtp_server():
+    """A server that does not announce SMTPUTF8, as many relays still do not."""
+    controller, recorder = _serve(smtputf8=False)
     yield controller.port, recorder
     controller.stop()
 
@@ -92,3 +126,25 @@ def test_starttls_required_but_not_offered_is_transient(smtp_server):
     with pytest.raises(MailUnavailable, match="STARTTLS"):
         Mailer("127.0.0.1", port, sender="mp3converter@localhost", starttls=True, timeout_s=5).send("a@b.c", "s", "b")
     assert recorder.envelopes == []
+
+
+def test_internationalised_local_part_to_a_server_without_smtputf8_is_permanent(ascii_smtp_server):
+    port, recorder = ascii_smtp_server
+    with pytest.raises(PermanentError, match="no SMTPUTF8.*ánn@example.com"):
+        Mailer("127.0.0.1", port, sender="mp3converter@localhost", timeout_s=5).send("ánn@example.com", "s", "b")
+    assert recorder.envelopes == []
+
+
+def test_internationalised_domain_reaches_a_server_without_smtputf8_in_ascii_form(ascii_smtp_server):
+    port, recorder = ascii_smtp_server
+    Mailer("127.0.0.1", port, sender="mp3converter@localhost", timeout_s=5).send("ann@exämple.com", "s", "b")
+    [envelope] = recorder.envelopes
+    assert envelope.rcpt_tos == ["ann@xn--exmple-cua.com"]
+    assert b"To: ann@xn--exmple-cua.com" in envelope.original_content
+
+
+def test_internationalised_address_reaches_a_server_with_smtputf8(smtp_server):
+    port, recorder = smtp_server
+    Mailer("127.0.0.1", port, sender="mp3converter@localhost", timeout_s=5).send("ánn@exämple.com", "s", "b")
+    [envelope] = recorder.envelopes
+    assert envelope.rcpt_tos == ["ánn@exämple.com"]
