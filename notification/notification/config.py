@@ -47,6 +47,6 @@ class Settings(ConsumerSettings):
             # SMTP unavailable: how long one delivery retries in place before the message goes to the back of
             # the queue (so the mails behind it get their turn), and how long after its first failed delivery
             # an email is given up (job marked, message dead-lettered): a mail a day late is no longer news.
-            smtp_retry_s=env.int("SMTP_RETRY_SECONDS", 120, 0, 3600),
+            smtp_retry_s=env.int("SMTP_RETRY_SECONDS", 120, 1, 3600),
             notify_give_up_s=env.int("NOTIFY_GIVE_UP_SECONDS", 86400, 60, 30 * 86400),
         )

@@ -22,12 +22,12 @@ def test_overrides():
     s = Settings.from_env({"SMTP_HOST": "mail", "SMTP_PORT": "587", "SMTP_USER": "u",
                            "SMTP_PASSWORD": " pw ", "SMTP_FROM": "noreply@example.com", "SMTP_STARTTLS": "TRUE",
                            "PUBLIC_URL": "https://mp3.example.com/", "MP3_QUEUE": "m", "METRICS_PORT": "9000",
-                           "SMTP_RETRY_SECONDS": "0", "NOTIFY_GIVE_UP_SECONDS": "3600"})
+                           "SMTP_RETRY_SECONDS": "1", "NOTIFY_GIVE_UP_SECONDS": "3600"})
     assert (s.smtp_host, s.smtp_port, s.smtp_user, s.smtp_password, s.smtp_from, s.smtp_starttls) == (
         "mail", 587, "u", " pw ", "noreply@example.com", True)
     assert s.public_url == "https://mp3.example.com"  # no double slash in the curl command
     assert (s.mp3_queue, s.metrics_port) == ("m", 9000)
-    assert (s.smtp_retry_s, s.notify_give_up_s) == (0, 3600)
+    assert (s.smtp_retry_s, s.notify_give_up_s) == (1, 3600)
     assert Settings.from_env({}).shutdown_grace_s == 25
 
 
@@ -64,7 +64,7 @@ def test_secrets_stay_out_of_repr():
     ({"PUBLIC_URL": "localhost:8080"}, "PUBLIC_URL='localhost:8080' is not an http(s) URL"),
     ({"MONGO_URI": "mongodb://db"}, "MONGO_URI must name the database in its path"),
     ({"RABBITMQ_URL": "redis://mq"}, "RABBITMQ_URL must start with amqp:// or amqps://"),
-    ({"SMTP_RETRY_SECONDS": "-1"}, "SMTP_RETRY_SECONDS must be between 0 and 3600, got -1"),
+    ({"SMTP_RETRY_SECONDS": "-1"}, "SMTP_RETRY_SECONDS must be between 1 and 3600, got -1"),
     ({"NOTIFY_GIVE_UP_SECONDS": "0"}, "NOTIFY_GIVE_UP_SECONDS must be between 60 and 2592000, got 0"),
 ])
 def test_bad_values_fail_fast_with_one_line(env, message):
