@@ -4,5 +4,6 @@ CREATE DATABASE IF NOT EXISTS `auth` CHARACTER SET utf8mb4 COLLATE utf8mb4_unico
 
 -- dev-only placeholder password; the Kubernetes Secret / init script sets the real one.
 CREATE USER IF NOT EXISTS 'auth_user'@'%' IDENTIFIED BY 'dev-only-placeholder-auth-db-password';
--- auth creates its own tables if they are missing, hence CREATE/INDEX besides DML.
-GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX ON `auth`.* TO 'auth_user'@'%';
+-- auth creates its own tables if they are missing and adds the columns an older installation lacks, hence
+-- CREATE/INDEX/ALTER besides DML.
+GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX, ALTER ON `auth`.* TO 'auth_user'@'%';

@@ -19,6 +19,7 @@ from .config import Settings
 from .metrics import create_metrics
 from .routes import Deps, bp
 from .throttle import MySQLThrottle
+from .tokens import TokenPolicy
 from .users import MySQLUsers
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,13 @@ def create_app(
             window_seconds=settings.login_window_seconds,
         )
     metrics = create_metrics()
-    app.extensions["auth"] = Deps(settings=settings, users=users, throttle=throttle, metrics=metrics)
+    policy = TokenPolicy(
+        secret=settings.jwt_secret,
+        lifetime_minutes=settings.jwt_lifetime_minutes,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    app.extensions["auth"] = Deps(settings=settings, tokens=policy, users=users, throttle=throttle, metrics=metrics)
     app.register_blueprint(bp)
     register_error_handler(app, unavailable=(MySQLdb.OperationalError,))
     metrics.http.install(app)

@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             user = accounts.create_user(email, password, admin=args.admin, users=MySQLUsers(lambda: connection))
     except AppError as exc:
         return _fail(exc.message)
+    except db.SchemaError as exc:
+        return _fail(str(exc))
     except MySQLdb.OperationalError as exc:
         return _fail(f"cannot reach MySQL at {settings.mysql_host}:{settings.mysql_port}: {exc}")
     print(f"created user {user.email}" + (" (admin)" if user.is_admin else ""))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import passwords, tokens
-from .errors import InvalidCredentials, InvalidInput, TooManyAttempts, UserExists
+from .errors import InvalidCredentials, InvalidInput, InvalidToken, TooManyAttempts, UserExists
 from .rules import check_password, is_valid_email, normalize_email, validate_email
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,8 @@ class User:
     email: str
     password_hash: str
     is_admin: bool
+    # Bumped on each password change; tokens of an older version are refused (see authenticate).
+    token_version: int
 
 
 class Users(Protocol):
@@ -32,6 +34,7 @@ class Users(Protocol):
 
     def ping(self) -> None: ...
     def get_by_email(self, email: str) -> User | None: ...
+    def get_by_id(self, user_id: int) -> User | None: ...
     def create(self, email: str, password_hash: str, *, admin: bool) -> User: ...  # UserExists if taken
     def update_password_hash(self, user_id: int, password_hash: str) -> None: ...
 
@@ -66,8 +69,7 @@ def login(
     *,
     users: Users,
     throttle: Throttle,
-    secret: str,
-    lifetime_minutes: int,
+    policy: tokens.TokenPolicy,
 ) -> str:
     """Return a JWT for valid credentials; raise TooManyAttempts or InvalidCredentials otherwise."""
     email = normalize_email(email)
@@ -95,7 +97,33 @@ def login(
     if passwords.needs_rehash(user.password_hash):
         # The plain password is only available now, so parameter upgrades happen at login.
         users.update_password_hash(user.id, passwords.hash_password(password))
-    return tokens.issue(email=user.email, admin=user.is_admin, secret=secret, lifetime_minutes=lifetime_minutes)
+    return issue_token(user, policy)
+
+
+def issue_token(user: User, policy: tokens.TokenPolicy) -> str:
+    return tokens.issue(
+        user_id=user.id, email=user.email, admin=user.is_admin, version=user.token_version, policy=policy
+    )
+
+
+def authenticate(token: str, *, users: Users, policy: tokens.TokenPolicy) -> tuple[dict[str, Any], User]:
+    """The verified claims and the user they belong to; InvalidToken for a bad token, a deleted user, or a
+    token issued before the user's last password change.
+
+    One primary-key read per call: the price of tokens that can be revoked.
+    """
+    claims = tokens.decode(token, policy)
+    user = users.get_by_id(claims["uid"])
+    # The address and admin flag are compared too, so an id reused after a deletion (InnoDB may reuse the
+    # highest id after a restart) does not inherit the deleted user's tokens.
+    if (
+        user is None
+        or user.token_version != claims["ver"]
+        or user.email != claims["email"]
+        or user.is_admin != claims.get("admin", False)
+    ):
+        raise InvalidToken("token has been revoked")
+    return claims, user
 
 
 def check_new_user(email: str, password: str) -> str:

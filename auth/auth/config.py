@@ -19,6 +19,8 @@ ENV_VARS: tuple[str, ...] = (
     "MYSQL_DB",
     "JWT_SECRET",
     "JWT_LIFETIME_MINUTES",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
     "ADMIN_EMAIL",
     "ADMIN_PASSWORD",
     "LOGIN_MAX_FAILURES_PER_USER",
@@ -43,6 +45,8 @@ class Settings:
     mysql_db: str
     jwt_secret: str = field(repr=False)
     jwt_lifetime_minutes: int
+    jwt_issuer: str
+    jwt_audience: str
     admin_email: str | None
     admin_password: str | None = field(repr=False)
     login_max_failures_per_user: int
@@ -84,8 +88,13 @@ class Settings:
             mysql_password=env.secret("MYSQL_PASSWORD"),
             mysql_db=env.str("MYSQL_DB", "auth"),
             jwt_secret=jwt_secret,
-            # Capped at a day: a JWT cannot be revoked, so its lifetime is the exposure window.
+            # Capped at a day: between password changes a token is good until it expires, so its
+            # lifetime is the exposure window of a stolen one.
             jwt_lifetime_minutes=env.int("JWT_LIFETIME_MINUTES", 30, 1, 24 * 60),
+            # Named in every token and checked on every one: a token another installation (or another
+            # system sharing the secret by mistake) signed for something else is not accepted here.
+            jwt_issuer=env.str("JWT_ISSUER", "mp3converter-auth"),
+            jwt_audience=env.str("JWT_AUDIENCE", "mp3converter"),
             admin_email=admin_email,
             admin_password=admin_password,
             login_max_failures_per_user=env.int("LOGIN_MAX_FAILURES_PER_USER", 5, 1, 1_000_000),

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Request, Response, current_app, jsonify, request
 
-from . import accounts, tokens
+from . import accounts
 from .accounts import Throttle, Users
 from .config import Settings
 from .errors import Forbidden, InvalidCredentials, InvalidToken, TooManyAttempts
 from .metrics import Metrics
+from .tokens import TokenPolicy
 
 bp = Blueprint("auth", __name__)
 
@@ -22,6 +23,7 @@ class Deps:
     """What the routes need, built by create_app and kept in app.extensions["auth"]."""
 
     settings: Settings
+    tokens: TokenPolicy
     users: Users
     throttle: Throttle
     metrics: Metrics
@@ -84,8 +86,7 @@ def login() -> Response:
             client_address(request),
             users=d.users,
             throttle=d.throttle,
-            secret=d.settings.jwt_secret,
-            lifetime_minutes=d.settings.jwt_lifetime_minutes,
+            policy=d.tokens,
         )
     except TooManyAttempts:
         d.metrics.logins.labels("throttled").inc()
@@ -97,17 +98,22 @@ def login() -> Response:
     return Response(token, status=200, mimetype="text/plain")
 
 
+def authenticate(d: Deps) -> tuple[dict, accounts.User]:
+    """The caller's verified claims and account, from the Bearer token (checked against MySQL)."""
+    return accounts.authenticate(parse_bearer(request.headers.get("Authorization")), users=d.users, policy=d.tokens)
+
+
 @bp.post("/validate")
 def validate() -> Response:
-    claims = tokens.decode(parse_bearer(request.headers.get("Authorization")), deps().settings.jwt_secret)
+    claims, _ = authenticate(deps())
     return jsonify(claims)
 
 
 @bp.post("/users")
 def create_user() -> tuple[Response, int]:
     d = deps()
-    claims = tokens.decode(parse_bearer(request.headers.get("Authorization")), d.settings.jwt_secret)
-    if claims.get("admin") is not True:
+    _, caller = authenticate(d)
+    if not caller.is_admin:
         raise Forbidden()
     # force: callers need not set Content-Type; silent: bad JSON becomes None and a 400 below.
     email, password, admin = accounts.parse_new_user(request.get_json(force=True, silent=True))

@@ -11,6 +11,13 @@ from .accounts import User
 from .errors import UserExists
 
 ER_DUP_ENTRY = 1062
+_COLUMNS = "id, email, password_hash, is_admin, token_version"
+
+
+def _user(row: tuple | None) -> User | None:
+    if row is None:
+        return None
+    return User(id=int(row[0]), email=row[1], password_hash=row[2], is_admin=bool(row[3]), token_version=int(row[4]))
 
 
 class MySQLUsers:
@@ -29,11 +36,13 @@ class MySQLUsers:
         with self._connection().cursor() as cur:
             # The column's collation (utf8mb4_unicode_ci) ignores case and accents: the row found may be
             # spelt differently from `email`, which accounts.owns_address checks.
-            cur.execute("SELECT id, email, password_hash, is_admin FROM `user` WHERE email = %s", (email,))
-            row = cur.fetchone()
-        if row is None:
-            return None
-        return User(id=int(row[0]), email=row[1], password_hash=row[2], is_admin=bool(row[3]))
+            cur.execute(f"SELECT {_COLUMNS} FROM `user` WHERE email = %s", (email,))
+            return _user(cur.fetchone())
+
+    def get_by_id(self, user_id: int) -> User | None:
+        with self._connection().cursor() as cur:
+            cur.execute(f"SELECT {_COLUMNS} FROM `user` WHERE id = %s", (user_id,))
+            return _user(cur.fetchone())
 
     def create(self, email: str, password_hash: str, *, admin: bool) -> User:
         try:
@@ -47,7 +56,7 @@ class MySQLUsers:
             if exc.args and exc.args[0] == ER_DUP_ENTRY:
                 raise UserExists() from None
             raise
-        return User(id=int(user_id), email=email, password_hash=password_hash, is_admin=admin)
+        return User(id=int(user_id), email=email, password_hash=password_hash, is_admin=admin, token_version=0)
 
     def update_password_hash(self, user_id: int, password_hash: str) -> None:
         with self._connection().cursor() as cur:

@@ -52,7 +52,7 @@ class FakeUsers:
             raise MySQLdb.OperationalError(2003, "Can't connect to MySQL server")
 
     def add(self, email: str, password_hash: str, admin: bool = False) -> User:
-        self.rows[email] = User(next(self._ids), email, password_hash, admin)
+        self.rows[email] = User(next(self._ids), email, password_hash, admin, 0)
         return self.rows[email]
 
     def ping(self) -> None:
@@ -70,6 +70,10 @@ class FakeUsers:
 
     def _by_id(self, user_id: int) -> User | None:
         return next((u for u in self.rows.values() if u.id == user_id), None)
+
+    def get_by_id(self, user_id: int) -> User | None:
+        self._check()
+        return self._by_id(user_id)
 
     def update_password_hash(self, user_id: int, password_hash: str) -> None:
         self._check()

@@ -48,6 +48,8 @@ def test_defaults_with_only_the_required_variables():
         mysql_user="auth_user",
         mysql_db="auth",
         jwt_lifetime_minutes=30,
+        jwt_issuer="mp3converter-auth",
+        jwt_audience="mp3converter",
         admin_email=None,
         admin_password=None,
         login_max_failures_per_user=5,
@@ -66,6 +68,8 @@ def test_every_variable_is_parsed():
         "MYSQL_USER": "u",
         "MYSQL_DB": "d",
         "JWT_LIFETIME_MINUTES": "15",
+        "JWT_ISSUER": " staging-auth ",
+        "JWT_AUDIENCE": "staging",
         "ADMIN_EMAIL": " Root@Example.com ",
         "ADMIN_PASSWORD": " root password ",
         "LOGIN_MAX_FAILURES_PER_USER": "7",
@@ -78,7 +82,7 @@ def test_every_variable_is_parsed():
     assert (s.host, s.port, s.mysql_host, s.mysql_port, s.mysql_user, s.mysql_db) == (
         "0.0.0.0", 8000, "mysql", 3307, "u", "d"
     )
-    assert s.jwt_lifetime_minutes == 15
+    assert (s.jwt_lifetime_minutes, s.jwt_issuer, s.jwt_audience) == (15, "staging-auth", "staging")
     assert (s.admin_email, s.admin_password) == ("root@example.com", " root password ")  # a secret is not stripped
     assert (s.login_max_failures_per_user, s.login_max_failures_per_address, s.login_window_seconds) == (7, 70, 60)
 

@@ -16,6 +16,10 @@ def basic(email: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{email}:{password}".encode()).decode()}
 
 
+def claims_of(response) -> dict:
+    return jwt.decode(response.get_data(as_text=True), SECRET, algorithms=["HS256"], audience="mp3converter")
+
+
 def raw_basic(payload: bytes) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(payload).decode()}
 
@@ -25,24 +29,25 @@ def test_login_ok_returns_plain_text_jwt_with_contract_claims(client):
 
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
-    claims = jwt.decode(response.get_data(as_text=True), SECRET, algorithms=["HS256"])
+    claims = claims_of(response)
     assert claims["sub"] == claims["email"] == "alice@example.com"
     assert claims["admin"] is False
     assert claims["exp"] - claims["iat"] == 30 * 60
+    assert (claims["iss"], claims["aud"], claims["uid"], claims["ver"]) == ("mp3converter-auth", "mp3converter", 1, 0)
 
 
 def test_login_normalises_the_email(client):
     response = client.post("/login", headers=basic("  Alice@Example.COM ", "alice-password-1"))
 
     assert response.status_code == 200
-    assert jwt.decode(response.get_data(as_text=True), SECRET, algorithms=["HS256"])["email"] == "alice@example.com"
+    assert claims_of(response)["email"] == "alice@example.com"
 
 
 def test_bootstrap_admin_gets_admin_claim(client):
     response = client.post("/login", headers=basic("admin@example.com", "admin-password-1"))
 
     assert response.status_code == 200
-    assert jwt.decode(response.get_data(as_text=True), SECRET, algorithms=["HS256"])["admin"] is True
+    assert claims_of(response)["admin"] is True
 
 
 @pytest.mark.parametrize(
@@ -184,6 +189,6 @@ def test_only_the_accounts_own_address_logs_in(client, variant, status):
 
     assert response.status_code == status
     if status == 200:  # the same spelling after normalisation: the account's own address
-        assert jwt.decode(response.get_data(as_text=True), SECRET, algorithms=["HS256"])["email"] == "alice@example.com"
+        assert claims_of(response)["email"] == "alice@example.com"
     else:  # `álice@` is another address that the collation merely equates with alice's
         assert response.get_json() == {"error": "invalid email or password"}

@@ -61,7 +61,9 @@ def query(db: dict, sql: str, params=()) -> list[tuple]:
     try:
         with conn.cursor() as cur:
             cur.execute(sql, params)
-            return list(cur.fetchall())
+            rows = list(cur.fetchall())
+        conn.commit()  # some tests write through here (an older installation's rows)
+        return rows
     finally:
         conn.close()
 
@@ -78,7 +80,7 @@ def test_start_creates_schema_idempotently(db):
     tables = {row[0] for row in query(db, "SHOW TABLES")}
     assert {"user", "login_failure"} <= tables
     columns = {row[0]: row[1] for row in query(db, "SHOW COLUMNS FROM `user`")}
-    assert set(columns) == {"id", "email", "password_hash", "is_admin", "created_at"}
+    assert set(columns) == {"id", "email", "password_hash", "is_admin", "token_version", "created_at"}
     assert columns["email"] == "varchar(255)"
     indexes = {(row[2], row[1]) for row in query(db, "SHOW INDEX FROM `user`")}
     assert ("email", 0) in indexes  # unique
@@ -105,6 +107,8 @@ def test_login_returns_a_token_that_validates(db):
     assert validate.status_code == 200
     assert validate.get_json()["email"] == ADMIN[0]
     assert validate.get_json()["admin"] is True
+    assert (validate.get_json()["iss"], validate.get_json()["aud"], validate.get_json()["ver"]) == (
+        "mp3converter-auth", "mp3converter", 0)
     assert client.get("/healthz").get_json() == {"status": "ok"}
 
 
@@ -309,6 +313,74 @@ def test_login_rehash_updates_the_row(connection, db):
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
 
 
+# The `user` table as the first release created it, before token_version existed.
+OLD_USER_TABLE = """
+    CREATE TABLE `user` (
+      id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+      email VARCHAR(255) NOT NULL UNIQUE,
+      password_hash VARCHAR(255) NOT NULL,
+      is_admin BOOLEAN NOT NULL DEFAULT FALSE,
+      created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci
+"""
+
+
+def test_an_existing_installation_is_migrated_and_its_users_still_log_in(db):
+    from auth import passwords
+
+    query(db, OLD_USER_TABLE)
+    query(db, "INSERT INTO `user` (email, password_hash, is_admin) VALUES (%s, %s, 0)",
+          ("old@example.com", passwords.hash_password("old-password-1")))
+
+    client = create_app(settings_for(db)).test_client()
+    create_app(settings_for(db))  # a second replica / restart: nothing left to migrate
+
+    columns = {row[0]: (row[1], row[2], row[4]) for row in query(db, "SHOW COLUMNS FROM `user`")}
+    assert columns["token_version"] == ("int(10) unsigned", "NO", "0")
+    assert query(db, "SELECT email, token_version FROM `user` WHERE email = 'old@example.com'") == [
+        ("old@example.com", 0)]
+    login = client.post("/login", headers=basic("old@example.com", "old-password-1"))
+    assert login.status_code == 200
+    token = login.get_data(as_text=True)
+    assert client.post("/validate", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_replicas_migrating_at_once_all_start(db):
+    """Replicas starting together may all see the column missing; every one must come up, the column once.
+    (The duplicate-column answer a loser of the race gets is tested deterministically in auth/tests.)"""
+    import threading
+
+    query(db, OLD_USER_TABLE)
+    settings = settings_for(db)
+    barrier, errors = threading.Barrier(6), []
+
+    def replica():
+        try:
+            with closing(MySQLdb.connect(**auth_db.connect_args(settings))) as conn:
+                barrier.wait()
+                auth_db.create_schema(conn)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=replica) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert [row[0] for row in query(db, "SHOW COLUMNS FROM `user`")].count("token_version") == 1
+
+
+def test_an_account_without_alter_gets_a_clear_error_instead_of_retries(init_sql_account):
+    """An installation whose account came from the old init.sql (no ALTER) cannot migrate by itself."""
+    name = init_sql_account["db"]
+    mariadb_root(f"REVOKE ALTER ON `{name}`.* FROM '{name}'@'%'; USE `{name}`; {OLD_USER_TABLE};")
+
+    with pytest.raises(auth_db.SchemaError, match=r"cannot add column user\.token_version: ALTER command denied"):
+        create_app(settings_for(init_sql_account))
+
+
 @pytest.fixture
 def cli_env(db, monkeypatch):
     for name in ENV_VARS:
@@ -355,6 +427,15 @@ def init_sql_account(servers):
     mariadb_root(sql)
     yield {"host": "127.0.0.1", "port": MARIADB_PORT, "user": name, "password": password, "db": name}
     mariadb_root(f"DROP DATABASE IF EXISTS `{name}`; DROP USER IF EXISTS '{name}'@'%';")
+
+
+def test_init_sql_grants_are_enough_to_migrate_an_existing_installation(init_sql_account):
+    mariadb_root(f"USE `{init_sql_account['db']}`; {OLD_USER_TABLE};")
+
+    client = create_app(settings_for(init_sql_account)).test_client()
+
+    assert "token_version" in {row[0] for row in query(init_sql_account, "SHOW COLUMNS FROM `user`")}
+    assert client.post("/login", headers=basic(*ADMIN)).status_code == 200
 
 
 def test_init_sql_grants_are_enough_for_auth_to_create_its_tables_and_run(init_sql_account):
