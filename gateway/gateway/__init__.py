@@ -12,8 +12,10 @@ from mp3core.http import register_error_handler
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .auth_client import AuthClient
+from .bodies import SlowClientGuard
 from .config import Settings
 from .jobs import Jobs
+from .limits import Quotas, UploadSlots
 from .metrics import Metrics
 from .publisher import Publisher
 from .routes import Deps, bp
@@ -53,7 +55,9 @@ def create_app(
     # No static folder: the gateway serves only its API, and every route must be in the OpenAPI document.
     app = Flask(__name__, static_folder=None)
     metrics = Metrics.create(jobs.count_by_status)
-    app.extensions["gateway"] = Deps(settings, storage, jobs, publisher, auth, metrics)
+    quotas = Quotas(UploadSlots(settings.max_concurrent_uploads_per_user), settings.max_jobs_in_flight_per_user,
+                    settings.max_stored_bytes_per_user)
+    app.extensions["gateway"] = Deps(settings, storage, jobs, publisher, auth, metrics, quotas)
     app.register_blueprint(bp)
     register_error_handler(app, unavailable=UNAVAILABLE)
     metrics.http.install(app)
@@ -61,4 +65,5 @@ def create_app(
         # Behind the ingress, request.remote_addr becomes the real client (used for auth's
         # per-client rate limit); trusting more hops than exist would let clients spoof it.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=0, x_host=0, x_port=0, x_prefix=0)
+    app.wsgi_app = SlowClientGuard(app.wsgi_app, settings.body_read_timeout_s)
     return app

@@ -10,12 +10,20 @@ _settings = settings.load("gateway", Settings.from_env)
 _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
 bind = f"{_host}:{_settings.port}"
 
-# Uploads and downloads are I/O bound: threads, not processes. One process per pod keeps the
-# in-process Prometheus counters complete; scale with replicas instead.
-worker_class = "gthread"
+# Uploads and downloads are I/O bound and clients may be slow on purpose: one greenlet per connection
+# (gevent) instead of a fixed pool of 16 threads that 16 trickling clients could fill (docs/performance.md,
+# "Slow clients"). The worker class is gevent's plus JSON bodies for the errors gunicorn answers itself.
+# One process per pod keeps the in-process Prometheus counters and the per-user upload slots complete;
+# scale with replicas instead.
+worker_class = "gateway.worker.GatewayWorker"
 workers = 1
-threads = 16
-# gthread's worker heartbeat runs outside request threads, so long uploads do not trip this.
+# Connections one worker holds at once (each costs a greenlet and a socket, a few KiB); past it the
+# kernel's listen backlog queues new ones.
+worker_connections = 2000
+# Idle time between keep-alive requests, and also the deadline for a request's line and headers:
+# gevent's worker reads them under this timeout and closes a connection that has not sent them.
+keepalive = 5
+# The arbiter restarts a worker whose event loop did not run for this long (a CPU-bound request).
 timeout = 120
 graceful_timeout = 30
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pymongo
-from mp3core.contract import OPTION_NAMES, QUEUED, Options
+from mp3core.contract import CONVERTING, OPTION_NAMES, QUEUED, Options
 from mp3core.errors import ServiceUnavailable
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+log = logging.getLogger(__name__)
 
 # How long an Idempotency-Key stays bound to its first job (docs/design.md).
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -19,6 +22,11 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 TAKEOVER_ABANDONED_AFTER = timedelta(seconds=30)
 # A taker that lost a takeover waits this long (times the round) for the winner to rebind the claim.
 TAKEOVER_WAIT_S = 0.05
+# Where the server has no TTL indexes (FerretDB 1.x), the gateway deletes expired claims itself this often.
+CLAIM_PURGE_EVERY = timedelta(hours=1)
+# MongoDB's code for a feature the server does not implement (FerretDB's answer to expireAfterSeconds).
+NOT_IMPLEMENTED = 238
+IN_FLIGHT = (QUEUED, CONVERTING)
 
 
 class Jobs:
@@ -30,6 +38,8 @@ class Jobs:
         self._claims = db["idempotency_keys"]
         self._indexes_ready = False
         self._indexes_lock = threading.Lock()
+        self._claims_ttl: bool | None = None  # None: not yet known whether the server expires claims itself
+        self._claims_purged_at: datetime | None = None
 
     def create(self, job: dict) -> None:
         self._jobs.insert_one(job)
@@ -65,6 +75,11 @@ class Jobs:
         )
         return list(cursor), self._jobs.count_documents({"owner": owner})
 
+    def count_in_flight(self, owner: str) -> int:
+        """How many of `owner`'s jobs are queued or converting (the per-user quota)."""
+        self._ensure_indexes()
+        return self._jobs.count_documents({"owner": owner, "status": {"$in": list(IN_FLIGHT)}})
+
     def count_by_status(self) -> dict[str, int]:
         """How many jobs are in each status (for the metrics scrape)."""
         rows = self._jobs.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
@@ -85,6 +100,7 @@ class Jobs:
         job back and must delete its own. A claim whose job is outside the window or was deleted
         is taken over by one taker only, too.
         """
+        self._expire_claims(now)
         cid = claim_id(owner, key)
         for attempt in range(1, 6):  # each round means another request changed the claim under us
             try:
@@ -106,7 +122,8 @@ class Jobs:
             # its stale job; one taker inserts it, the others come round again and find the winner's job.
             marker = f"{cid}:{claim['job_id']}"
             try:
-                self._claims.insert_one({"_id": marker, "taken_at": now})
+                # created_at: the TTL index (or the purge) removes markers like claims.
+                self._claims.insert_one({"_id": marker, "taken_at": now, "created_at": now})
             except DuplicateKeyError:
                 self._forget_abandoned_marker(marker, now)
                 time.sleep(TAKEOVER_WAIT_S * attempt)
@@ -128,6 +145,41 @@ class Jobs:
     def release_idempotency_key(self, owner: str, key: str, job_id: str) -> None:
         """Unbind `key` if it still points at `job_id` (the job was rolled back or deleted)."""
         self._claims.delete_one({"_id": claim_id(owner, key), "job_id": job_id})
+
+    def _expire_claims(self, now: datetime) -> None:
+        """Claims older than the window go: by a TTL index where the server has them, else by a purge here.
+
+        FerretDB 1.24 answers expireAfterSeconds with NotImplemented; there the claims would otherwise grow
+        forever, so the first claim after CLAIM_PURGE_EVERY deletes the expired ones (one indexed query).
+        """
+        if self._claims_ttl is None:
+            with self._indexes_lock:
+                if self._claims_ttl is None:
+                    self._claims_ttl = self._create_claims_ttl_index()
+        if self._claims_ttl:
+            return
+        if self._claims_purged_at is not None and now - self._claims_purged_at < CLAIM_PURGE_EVERY:
+            return
+        self._claims_purged_at = now
+        purged = self.purge_expired_claims(now)
+        if purged:
+            log.info("expired Idempotency-Key claims purged", extra={"claims": purged})
+
+    def _create_claims_ttl_index(self) -> bool:
+        try:
+            self._claims.create_index([("created_at", pymongo.ASCENDING)], name="claims_ttl",
+                                      expireAfterSeconds=int(IDEMPOTENCY_WINDOW.total_seconds()))
+            return True
+        except OperationFailure as exc:
+            if exc.code != NOT_IMPLEMENTED:
+                raise
+            log.info("the database has no TTL indexes: expired Idempotency-Key claims are purged by the gateway")
+            self._claims.create_index([("created_at", pymongo.ASCENDING)], name="claims_created_at")
+            return False
+
+    def purge_expired_claims(self, now: datetime) -> int:
+        """Delete claims (and takeover markers) older than the window; how many went."""
+        return self._claims.delete_many({"created_at": {"$lt": now - IDEMPOTENCY_WINDOW}}).deleted_count
 
     def _ensure_indexes(self) -> None:
         # Created on first use, not at start, so the app starts (and answers 503) while MongoDB is down.

@@ -11,13 +11,14 @@ from urllib.parse import quote
 
 import pymongo.errors
 from flask import Blueprint, Response, current_app, jsonify, request
-from mp3core.errors import BadRequest, ServiceUnavailable, Unauthorized
+from mp3core.errors import BadRequest, Forbidden, ServiceUnavailable, Unauthorized
 from werkzeug.http import quote_header_value
 
 from . import actions
 from .auth_client import AuthClient, AuthReply, User
 from .config import Settings
 from .jobs import Jobs, job_view
+from .limits import Quotas
 from .metrics import Metrics
 from .openapi import OPENAPI
 from .publisher import Publisher
@@ -48,6 +49,7 @@ class Deps:
     publisher: Publisher
     auth: AuthClient
     metrics: Metrics
+    quotas: Quotas
 
 
 def deps() -> Deps:
@@ -104,6 +106,9 @@ def login():
 @bp.post("/users")
 def create_user():
     token = _bearer_token()
+    # The token is checked before a body byte is read: strangers cannot hold a connection with a slow body.
+    if not _current_user().admin:
+        raise Forbidden("only admins may create users")
     request.max_content_length = USERS_BODY_MAX  # werkzeug answers 413 past this
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -117,7 +122,7 @@ def upload():
     user = _current_user()  # before a single body byte is read: strangers cannot make us store
     body = Body(request.stream, request.headers.get("Content-Type", ""), request.content_length)
     accepted = accept_upload(user.email, _idempotency_key(), body, max_bytes=d.settings.max_upload_bytes,
-                             storage=d.storage, jobs=d.jobs, publisher=d.publisher, metrics=d.metrics)
+                             quotas=d.quotas, storage=d.storage, jobs=d.jobs, publisher=d.publisher, metrics=d.metrics)
     if accepted.replay:
         return jsonify(job_id=accepted.job_id, status=accepted.status, idempotent_replay=True), 202
     return jsonify(job_id=accepted.job_id, status=accepted.status), 202
@@ -183,10 +188,26 @@ def attachment(filename: str) -> str:
         name.encode("ascii")
     except UnicodeEncodeError:
         # RFC 6266: an ASCII fallback for old clients plus the exact UTF-8 name in filename*.
-        fallback = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii") or "audio.mp3"
+        fallback = ascii_fallback(name)
         encoded = quote(name, safe="!#$&+^`|~")
         return f"attachment; filename={quote_header_value(fallback, allow_token=False)}; filename*=UTF-8''{encoded}"
     return f"attachment; filename={quote_header_value(name, allow_token=False)}"
+
+
+def ascii_fallback(name: str) -> str:
+    """`name` in ASCII for the plain filename= parameter, sanitised *after* normalising.
+
+    Compatibility normalisation turns some harmless characters into dangerous ones (the two-dot leader
+    and full-width solidus of '‥／' become '../'), so separators and a leading dot are dealt with in
+    what normalisation produced, not in what the user sent.
+    """
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    ascii_name = "".join(ch for ch in ascii_name if ch.isprintable())
+    ascii_name = ascii_name.replace("/", "_").replace("\\", "_").strip()
+    # Nothing before the extension ("日本.mp3" -> ".mp3") would make a hidden file, or a "..": name it.
+    if not ascii_name or ascii_name.startswith("."):
+        ascii_name = "audio" + ascii_name if ascii_name not in ("", ".", "..") else "audio.mp3"
+    return ascii_name
 
 
 @bp.get("/healthz")

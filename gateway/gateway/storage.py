@@ -50,6 +50,7 @@ class Storage:
         self._db = db
         self._mp3s = gridfs.GridFSBucket(db, bucket_name="mp3s")
         self._indexes_ready = False
+        self._owner_indexes_ready = False
         self._indexes_lock = threading.Lock()
 
     def open_video_upload(self, filename: str, metadata: dict) -> ChunkWriter:
@@ -79,6 +80,17 @@ class Storage:
             reader=ChunkReader(self._db["mp3s.chunks"], grid_out._id, grid_out.length),
         )
 
+    def bytes_stored(self, owner: str) -> int:
+        """Bytes of `owner`'s committed videos and MP3s (the per-user storage quota)."""
+        self._ensure_owner_indexes()
+        total = 0
+        for bucket in ("videos", "mp3s"):
+            rows = self._db[f"{bucket}.files"].aggregate(
+                [{"$match": {"metadata.owner": owner}}, {"$group": {"_id": None, "n": {"$sum": "$length"}}}]
+            )
+            total += sum(int(row["n"]) for row in rows)
+        return total
+
     def ping(self) -> None:
         """Raise pymongo's ConnectionFailure when MongoDB cannot be reached (readiness probe)."""
         self._db.command("ping")
@@ -103,3 +115,13 @@ class Storage:
                 )
                 self._db["videos.files"].create_index([("filename", pymongo.ASCENDING), ("uploadDate", pymongo.ASCENDING)])
                 self._indexes_ready = True
+
+    def _ensure_owner_indexes(self) -> None:
+        # The quota check runs before every upload: find a user's files without scanning every bucket.
+        if self._owner_indexes_ready:
+            return
+        with self._indexes_lock:
+            if not self._owner_indexes_ready:
+                for bucket in ("videos", "mp3s"):
+                    self._db[f"{bucket}.files"].create_index([("metadata.owner", pymongo.ASCENDING)])
+                self._owner_indexes_ready = True

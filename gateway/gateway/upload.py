@@ -9,10 +9,12 @@ from typing import IO
 from uuid import uuid4
 
 from mp3core.contract import QUEUED, VideoMessage
+from mp3core.errors import PayloadTooLarge
 from mp3core.logs import job_context
 
 from . import multipart
 from .jobs import Jobs, new_job
+from .limits import Quotas, jobs_in_flight_exceeded, storage_quota_exceeded
 from .metrics import Metrics
 from .options import parse_form_options
 from .publisher import Publisher
@@ -39,9 +41,14 @@ class Accepted:
     replay: bool = False
 
 
-def accept_upload(owner: str, key: str | None, body: Body, *, max_bytes: int, storage: Storage, jobs: Jobs,
-                  publisher: Publisher, metrics: Metrics) -> Accepted:
+def accept_upload(owner: str, key: str | None, body: Body, *, max_bytes: int, quotas: Quotas, storage: Storage,
+                  jobs: Jobs, publisher: Publisher, metrics: Metrics) -> Accepted:
     """Stores `owner`'s video, inserts its job and publishes it; on any failure undoes what was done.
+
+    Before a body byte is read the owner's quotas are checked: uploads streaming at once (429), jobs queued or
+    converting (429) and bytes stored (413; the body is also cut off where it would pass the quota). Two
+    uploads racing for the last bytes of a quota can both pass, so it can be overshot by the uploads one user
+    may stream at once, never more.
 
     With an Idempotency-Key, an upload repeated within the window is answered with the first one's job. Two
     concurrent uploads with the same key can both miss the lookup; the key claim after the job insert lets
@@ -52,7 +59,24 @@ def accept_upload(owner: str, key: str | None, body: Body, *, max_bytes: int, st
         first = jobs.find_idempotent(owner, key, now=datetime.now(UTC))
         if first is not None:
             return _replay(first, metrics)
-    if body.content_length is not None and body.content_length > max_bytes:
+    with quotas.slots.hold(owner):
+        if jobs.count_in_flight(owner) >= quotas.max_jobs_in_flight:
+            raise jobs_in_flight_exceeded(quotas.max_jobs_in_flight)
+        room = quotas.max_stored_bytes - storage.bytes_stored(owner)
+        if room < max_bytes:
+            # The quota, not the upload size limit, is what this body may not pass.
+            try:
+                return _accept(owner, key, body, max_bytes=max(room, 0), storage=storage, jobs=jobs,
+                               publisher=publisher, metrics=metrics)
+            except PayloadTooLarge:
+                raise storage_quota_exceeded(quotas.max_stored_bytes) from None
+        return _accept(owner, key, body, max_bytes=max_bytes, storage=storage, jobs=jobs, publisher=publisher,
+                       metrics=metrics)
+
+
+def _accept(owner: str, key: str | None, body: Body, *, max_bytes: int, storage: Storage, jobs: Jobs,
+            publisher: Publisher, metrics: Metrics) -> Accepted:
+    if max_bytes <= 0 or (body.content_length is not None and body.content_length > max_bytes):
         raise multipart.too_large(max_bytes)
     boundary = multipart.boundary(body.content_type)
     job_id = uuid4().hex

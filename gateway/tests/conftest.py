@@ -132,6 +132,10 @@ class FakeStorage:
         if self.ping_error is not None:
             raise self.ping_error
 
+    def bytes_stored(self, owner: str) -> int:
+        videos = sum(len(w.data) for w in self.videos.values() if w.closed and w.metadata.get("owner") == owner)
+        return videos + sum(len(data) for _, who, data in self.mp3s.values() if who == owner)
+
 
 # ---------------------------------------------------------------- jobs, publisher, auth
 
@@ -179,6 +183,9 @@ class FakeJobs:
         mine = [d for d in self.docs.values() if d["owner"] == owner]
         mine.sort(key=lambda d: (d["created_at"], d["_id"]), reverse=True)
         return [dict(d) for d in mine[offset : offset + limit]], len(mine)
+
+    def count_in_flight(self, owner: str) -> int:
+        return sum(1 for d in self.docs.values() if d["owner"] == owner and d["status"] in ("queued", "converting"))
 
     def count_by_status(self) -> dict[str, int]:
         self.count_calls += 1

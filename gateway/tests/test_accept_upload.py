@@ -12,6 +12,7 @@ from mp3core import logs
 from mp3core.contract import Options, VideoMessage, parse_video_message
 from mp3core.errors import BadRequest, PayloadTooLarge, ServiceUnavailable
 
+from gateway.limits import Quotas, UploadSlots
 from gateway.metrics import Metrics
 from gateway.upload import Accepted, Body, accept_upload
 
@@ -24,7 +25,12 @@ def metrics(jobs) -> Metrics:
 
 
 @pytest.fixture
-def accept(helpers, storage, jobs, publisher, metrics):
+def quotas() -> Quotas:
+    return Quotas(UploadSlots(3), max_jobs_in_flight=20, max_stored_bytes=1024 * 1024 * 1024)
+
+
+@pytest.fixture
+def accept(helpers, storage, jobs, publisher, metrics, quotas):
     """accept_upload on a multipart body of one video (plus `fields`); returns (result, the body stream)."""
 
     def call(key=None, *, owner=helpers.ALICE, size=3000, fields=(), body=None,
@@ -35,7 +41,7 @@ def accept(helpers, storage, jobs, publisher, metrics):
         stream = helpers.TrackingStream(body)
         call.streams.append(stream)
         result = accept_upload(owner, key, Body(stream, content_type, len(body)), max_bytes=MAX_BYTES,
-                               storage=storage, jobs=jobs, publisher=publisher, metrics=metrics)
+                               quotas=quotas, storage=storage, jobs=jobs, publisher=publisher, metrics=metrics)
         return result, stream
 
     call.streams = []  # every body given, also to calls that raised

@@ -21,6 +21,10 @@ def test_defaults_suit_a_local_run():
         auth_url="http://127.0.0.1:5000",
         max_upload_bytes=2048 * MIB,
         proxy_hops=0,
+        body_read_timeout_s=30,
+        max_concurrent_uploads_per_user=3,
+        max_jobs_in_flight_per_user=20,
+        max_stored_bytes_per_user=10 * 1024 * MIB,
     )
 
 
@@ -34,6 +38,10 @@ def test_every_variable_is_read():
         "AUTH_SVC_ADDRESS": "auth:5000",
         "MAX_UPLOAD_MB": "10",
         "PROXY_HOPS": "1",
+        "BODY_READ_TIMEOUT_S": "12",
+        "MAX_CONCURRENT_UPLOADS_PER_USER": "4",
+        "MAX_JOBS_IN_FLIGHT_PER_USER": "7",
+        "MAX_STORED_MB_PER_USER": "100",
         "DEV_MODE": "false",
     }
     assert set(env) == set(ENV_VARS)
@@ -47,6 +55,10 @@ def test_every_variable_is_read():
         auth_url="http://auth:5000",
         max_upload_bytes=10 * MIB,
         proxy_hops=1,
+        body_read_timeout_s=12,
+        max_concurrent_uploads_per_user=4,
+        max_jobs_in_flight_per_user=7,
+        max_stored_bytes_per_user=100 * MIB,
     )
 
 
@@ -91,13 +103,18 @@ NO_DB = "MONGO_URI must name the database in its path, e.g. mongodb://host:27017
         ({"MAX_UPLOAD_MB": "2GB"}, "MAX_UPLOAD_MB must be an integer, got '2GB'"),
         ({"MAX_UPLOAD_MB": "0"}, "MAX_UPLOAD_MB must be between 1 and 1048576, got 0"),
         ({"PROXY_HOPS": "-1"}, "PROXY_HOPS must be between 0 and 10, got -1"),
+        ({"BODY_READ_TIMEOUT_S": "0"}, "BODY_READ_TIMEOUT_S must be between 1 and 3600, got 0"),
+        ({"MAX_CONCURRENT_UPLOADS_PER_USER": "0"}, "MAX_CONCURRENT_UPLOADS_PER_USER must be between 1 and 1000, got 0"),
+        ({"MAX_JOBS_IN_FLIGHT_PER_USER": "many"}, "MAX_JOBS_IN_FLIGHT_PER_USER must be an integer, got 'many'"),
+        ({"MAX_STORED_MB_PER_USER": "0"}, "MAX_STORED_MB_PER_USER must be between 1 and 1073741824, got 0"),
         ({"MONGO_URI": "mongodb://127.0.0.1:27017"}, NO_DB),
         ({"MONGO_URI": "mongodb://user:secret@db:27017/?tls=true"}, NO_DB),
         ({"MONGO_URI": "postgres://user:secret@db/x"}, "MONGO_URI must start with mongodb:// or mongodb+srv://"),
         ({"RABBITMQ_URL": "http://user:secret@rabbitmq:5672/"}, "RABBITMQ_URL must start with amqp:// or amqps://"),
         ({"AUTH_SVC_ADDRESS": "ftp://auth:21"}, "AUTH_SVC_ADDRESS='ftp://auth:21' is not an http(s) URL or host:port"),
     ],
-    ids=["port-text", "port-zero", "port-high", "upload-text", "upload-zero", "hops-negative", "no-db",
+    ids=["port-text", "port-zero", "port-high", "upload-text", "upload-zero", "hops-negative", "read-timeout-zero",
+         "uploads-zero", "in-flight-text", "stored-zero", "no-db",
          "no-db-with-password", "mongo-scheme", "amqp-scheme", "auth-scheme"],
 )
 def test_bad_values_fail_fast_with_one_line(env, message):
@@ -116,10 +133,12 @@ def _load_gunicorn_conf(monkeypatch, env):
     return importlib.import_module("gateway.gunicorn_conf")
 
 
-def test_gunicorn_conf_binds_host_port_with_threads(monkeypatch):
+def test_gunicorn_conf_binds_host_port_with_an_event_loop_worker(monkeypatch):
     conf = _load_gunicorn_conf(monkeypatch, {})
     assert conf.bind == "127.0.0.1:8080"
-    assert (conf.worker_class, conf.workers, conf.threads) == ("gthread", 1, 16)
+    assert (conf.worker_class, conf.workers) == ("gateway.worker.GatewayWorker", 1)
+    assert conf.worker_connections >= 1000
+    assert 0 < conf.keepalive <= 10  # also the deadline for a request's headers
     assert (conf.timeout, conf.graceful_timeout, conf.accesslog) == (120, 30, "-")
 
     conf = _load_gunicorn_conf(monkeypatch, {"HOST": "0.0.0.0", "PORT": "8081"})

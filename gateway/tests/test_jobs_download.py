@@ -154,10 +154,16 @@ def test_download_not_visible_is_404(client, storage, alice_mp3, fid, token):
         ('say "hi".mp3', 'attachment; filename="say \\"hi\\".mp3"'),
         ("evil\r\nSet-Cookie: x=1.mp3", 'attachment; filename="evilSet-Cookie: x=1.mp3"'),
         ("café.mp3", "attachment; filename=\"cafe.mp3\"; filename*=UTF-8''caf%C3%A9.mp3"),
-        ("日本.mp3", "attachment; filename=\".mp3\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.mp3"),
+        ("日本.mp3", "attachment; filename=\"audio.mp3\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.mp3"),
         ("", 'attachment; filename="audio.mp3"'),
+        # Normalising makes these dangerous: the two-dot leader and full-width solidus become "../".
+        ("‥／‥／etc.mp3", "attachment; filename=\"audio.._.._etc.mp3\"; "
+                           "filename*=UTF-8''%E2%80%A5%EF%BC%8F%E2%80%A5%EF%BC%8Fetc.mp3"),
+        ("ａ＼ｂ.mp3", "attachment; filename=\"a_b.mp3\"; filename*=UTF-8''%EF%BD%81%EF%BC%BC%EF%BD%82.mp3"),
+        ("․․", "attachment; filename=\"audio.mp3\"; filename*=UTF-8''%E2%80%A4%E2%80%A4"),
     ],
-    ids=["plain", "quotes", "crlf-injection", "accented", "cjk", "empty"],
+    ids=["plain", "quotes", "crlf-injection", "accented", "cjk", "empty", "fullwidth-dotdot-slash",
+         "fullwidth-backslash", "one-dot-leaders"],
 )
 def test_download_filename_is_safely_quoted(client, storage, helpers, filename, disposition):
     storage.add_mp3(MP3_FID, filename=filename, owner=helpers.ALICE, data=b"ID3")
