@@ -12,7 +12,7 @@ SVC ?= gateway
 PYTEST_ARGS ?=
 
 .PHONY: help venv infra infra-stop infra-status run test test-unit test-integration test-e2e test-k8s \
-        k8s-tools bench minikube-up images deploy undeploy status logs port-forward clean
+        k8s-tools bench minikube-up images tls-cert deploy undeploy status logs port-forward clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -87,7 +87,11 @@ images: ## build the base image, then the four service images FROM it, inside mi
 	minikube image build -t mp3converter/base:dev -f mp3core/Dockerfile .
 	for svc in $(SERVICES); do minikube image build -t mp3converter/$$svc:dev -f $$svc/Dockerfile . || exit 1; done
 
-deploy: ## kubectl apply -k the minikube overlay
+tls-cert: ## local CA and a certificate for mp3converter.com in .state/tls (trust the CA: k8s/README.md, "TLS")
+	scripts/tls.sh cert
+
+deploy: ## the Ingress's TLS Secret from `make tls-cert`, then kubectl apply -k the minikube overlay
+	scripts/tls.sh secret
 	kubectl apply -k $(OVERLAY)
 	kubectl -n $(NAMESPACE) rollout status deploy --timeout=300s
 
