@@ -10,6 +10,7 @@ from mp3core.consumer import Consumer, ConsumerMetrics
 
 from . import handler
 from .config import Settings
+from .convert import Limits
 from .jobs import Jobs
 from .metrics import Metrics
 from .reaper import Reaper
@@ -22,9 +23,12 @@ def main() -> None:
     db = mongo.connect(config.mongo_uri)
     ttl = timedelta(hours=config.mp3_ttl_hours)
     metrics = Metrics.create(REGISTRY)
+    limits = Limits(max_duration_s=config.max_duration_s, timeout_s=config.ffmpeg_timeout_s,
+                    cpu_s=config.ffmpeg_cpu_s, memory_mb=config.ffmpeg_memory_mb)
     jobs, videos, mp3s = Jobs(db["jobs"], mp3_ttl=ttl), Bucket(db, "videos"), Bucket(db, "mp3s")
     handle = functools.partial(handler.handle, jobs=jobs, videos=videos, mp3s=mp3s, work_dir=config.work_dir,
-                               max_attempts=config.max_attempts, metrics=metrics)
+                               max_attempts=config.max_attempts, metrics=metrics,
+                               limits=limits)
     loop = Consumer(config.rabbitmq_url, config.video_queue, handle, publish_queue=config.mp3_queue,
                     on_permanent=functools.partial(handler.fail, jobs=jobs, metrics=metrics),
                     grace_s=config.shutdown_grace_s, metrics=ConsumerMetrics.create(REGISTRY))

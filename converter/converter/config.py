@@ -12,7 +12,9 @@ from mp3core.settings import ConfigError, ConsumerSettings, Env
 
 # Every variable this service reads; the ConfigMap and the README's table list the same names.
 ENV_VARS = ConsumerSettings.ENV_VARS + ("VIDEO_QUEUE", "MP3_QUEUE", "MAX_ATTEMPTS", "WORK_DIR", "MP3_TTL_HOURS",
-                                        "REAPER_INTERVAL_SECONDS")
+                                        "REAPER_INTERVAL_SECONDS", "MAX_DURATION_SECONDS", "FFMPEG_TIMEOUT_SECONDS",
+                                        "FFMPEG_CPU_SECONDS", "FFMPEG_MEMORY_MB", "ORPHAN_GRACE_HOURS",
+                                        "ORPHAN_SWEEP_INTERVAL_SECONDS")
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,13 @@ class Settings(ConsumerSettings):
     work_dir: str
     mp3_ttl_hours: int            # how long a finished MP3 (and a failed job's video) is kept
     reaper_interval_s: int        # how often the retention reaper looks for expired files
+    # What one ffmpeg run may take (convert.Limits, built from these in __main__).
+    max_duration_s: int           # the longest audio converted
+    ffmpeg_timeout_s: int         # wall-clock cap per run, whatever the file claims
+    ffmpeg_cpu_s: int             # CPU time per run (RLIMIT_CPU)
+    ffmpeg_memory_mb: int         # address space (RLIMIT_AS); ffmpeg's libraries alone map about 300 MB
+    orphan_grace_h: int           # how old chunks without a file must be before the reaper deletes them
+    orphan_sweep_s: int           # how often it looks for them (on FerretDB a look reads whole buckets)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -38,4 +47,10 @@ class Settings(ConsumerSettings):
             work_dir=work_dir,
             mp3_ttl_hours=env.int("MP3_TTL_HOURS", 24, 1, 24 * 366),
             reaper_interval_s=env.int("REAPER_INTERVAL_SECONDS", 300, 1, 86400),
+            max_duration_s=env.int("MAX_DURATION_SECONDS", 4 * 3600, 1, 7 * 86400),
+            ffmpeg_timeout_s=env.int("FFMPEG_TIMEOUT_SECONDS", 1800, 10, 7 * 86400),
+            ffmpeg_cpu_s=env.int("FFMPEG_CPU_SECONDS", 900, 1, 7 * 86400),
+            ffmpeg_memory_mb=env.int("FFMPEG_MEMORY_MB", 512, 256, 64 * 1024),
+            orphan_grace_h=env.int("ORPHAN_GRACE_HOURS", 24, 1, 24 * 366),
+            orphan_sweep_s=env.int("ORPHAN_SWEEP_INTERVAL_SECONDS", 3600, 60, 7 * 86400),
         )

@@ -1,10 +1,19 @@
 """ffmpeg wrapper: extracts a video's first audio stream to an MP3 file on disk, in one ffmpeg run that also
-reports the input's format and duration (no ffprobe: its start-up alone costs 0.08 s of CPU per job)."""
+reports the input's format and duration (no ffprobe: its start-up alone costs 0.08 s of CPU per job).
+
+The input is hostile until proven otherwise: ffmpeg reads it only with the demuxer the gateway recognised (never
+its own probe, which would take a text file for a DASH manifest or an SDP description), through the `file`
+protocol only, with no environment (no credentials), under CPU, file size and memory limits, and the output is
+capped in duration and size whatever the file claims.
+"""
 
 from __future__ import annotations
 
 import io
+import os
 import re
+import resource
+import signal
 import subprocess
 import threading
 import time
@@ -14,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
-from mp3core.contract import DEFAULT_BITRATE, Options
+from mp3core.contract import CONTAINERS, DEFAULT_BITRATE, Options
 from mp3core.errors import PermanentError
 
 _STDERR_TAIL = 4096  # ffmpeg can print an error per corrupt frame: only the end is worth reading
@@ -33,20 +42,74 @@ class ConversionTimeout(RuntimeError):
     """ffmpeg ran past its time limit; transient, as it may be load rather than the file."""
 
 
-def time_limit_s(duration_s: float | None) -> float:
-    """How long ffmpeg may run on an input of this duration (None: not known, or not yet)."""
-    # Audio extraction runs far faster than real time; a run this long means ffmpeg is stuck.
-    return 600.0 + (duration_s or 3600.0)
+# The highest MP3 bit rate (MPEG-1 Layer III), whatever the options: what the output size cap assumes.
+MAX_MP3_KBPS = 320
+_SIZE_MARGIN = 1024 * 1024  # ID3 tag, Xing header, one packet past -fs
+# Encoder delay and padding make an output a little longer than its input: inputs up to the limit plus this
+# margin pass; -t stops an output at twice the margin, so getting past the margin tells a too long input.
+_DURATION_MARGIN_S = 1.0
 
 
-def ffmpeg_args(src: Path, dst: Path, options: Options = Options()) -> list[str]:
+@dataclass(frozen=True)
+class Limits:
+    """What one ffmpeg run may take (README, "Configuration" and "Security"; the defaults are config.py's).
+
+    max_duration_s: the longest audio converted; an input that says it is longer fails at once, one that lies
+    is stopped when its output gets there. timeout_s: wall-clock cap on a run, whatever the file claims
+    (transient when hit: it may be load). cpu_s: CPU time ffmpeg may use (permanent when hit: that is the
+    file's doing). memory_mb: ffmpeg's address space (its shared libraries alone map about 300 MB).
+    """
+
+    max_duration_s: int = 4 * 3600
+    timeout_s: int = 1800
+    cpu_s: int = 900
+    memory_mb: int = 512
+
+    @property
+    def max_output_bytes(self) -> int:
+        """The largest MP3 max_duration_s can make: MAX_MP3_KBPS for the whole duration, plus a margin."""
+        return self.max_duration_s * MAX_MP3_KBPS * 1000 // 8 + _SIZE_MARGIN
+
+    def time_limit_s(self, duration_s: float | None) -> float:
+        """How long ffmpeg may run on an input of this duration (None: not known, or not yet), at most timeout_s."""
+        # Audio extraction runs far faster than real time (about 190x on one core for AAC); a run this long
+        # means ffmpeg is stuck. The cap keeps a file that claims a long duration from buying itself hours.
+        return min(float(self.timeout_s), 600.0 + (duration_s or 3600.0))
+
+    def rlimits(self) -> list[tuple[int, tuple[int, int]]]:
+        """(resource, (soft, hard)) for ffmpeg's process. The soft CPU and file size limits send SIGXCPU and
+        SIGXFSZ, which to_mp3 reports; the hard ones (a little higher) SIGKILL an ffmpeg that ignored them."""
+        fsize = self.max_output_bytes + _SIZE_MARGIN
+        memory = self.memory_mb * 1024 * 1024
+        return [(resource.RLIMIT_CPU, (self.cpu_s, self.cpu_s + 5)),
+                (resource.RLIMIT_FSIZE, (fsize, fsize + _SIZE_MARGIN)),
+                (resource.RLIMIT_AS, (memory, memory)),
+                (resource.RLIMIT_CORE, (0, 0))]  # SIGXCPU/SIGXFSZ would otherwise dump core into the work dir
+
+
+def input_args(container: str | None) -> list[str]:
+    """How ffmpeg may read the input: the one demuxer of the container the gateway recognised (a key of
+    CONTAINERS), or for a message without one (from before the field existed) any demuxer of CONTAINERS and no
+    other; either way through the `file` protocol only, so nothing the file says can open a network stream."""
+    if container is not None:
+        demuxer = ["-f", CONTAINERS[container]]
+    else:
+        demuxer = ["-format_whitelist", ",".join(sorted(set(CONTAINERS.values())))]
+    return [*demuxer, "-protocol_whitelist", "file"]
+
+
+def ffmpeg_args(src: Path, dst: Path, options: Options = Options(), *, container: str | None = None,
+                limits: Limits = Limits()) -> list[str]:
     """The ffmpeg command line: first audio stream only, no video, machine-readable progress on stdout.
 
     stderr is at info level, where ffmpeg describes its input (format, duration); `level` tags each message
-    with its severity, so that an error can be told apart from that description.
+    with its severity, so that an error can be told apart from that description. -t and -fs stop an input
+    that lies about its duration (to_mp3 tells that apart from a complete conversion).
     """
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "level+info", "-nostats", "-progress", "pipe:1",
-            "-y", "-i", str(src), "-vn", "-map", "0:a:0", "-c:a", "libmp3lame"]
+            "-y", *input_args(container), "-i", str(src), "-vn", "-map", "0:a:0",
+            "-t", f"{limits.max_duration_s + 2 * _DURATION_MARGIN_S:g}", "-fs", str(limits.max_output_bytes),
+            "-c:a", "libmp3lame"]
     if options.quality is not None:
         args += ["-q:a", str(options.quality)]
     else:
@@ -60,39 +123,58 @@ def ffmpeg_args(src: Path, dst: Path, options: Options = Options()) -> list[str]
 
 def to_mp3(src: Path, dst: Path, options: Options = Options(),
            on_progress: Callable[[float], None] | None = None, *,
-           on_input: Callable[[InputInfo], None] | None = None,
-           time_limit: Callable[[float | None], float] | None = time_limit_s) -> InputInfo | None:
+           on_input: Callable[[InputInfo], None] | None = None, container: str | None = None,
+           limits: Limits = Limits(),
+           time_limit: Callable[[float | None], float] | None = None) -> InputInfo | None:
     """Converts src to dst with ffmpeg, all on disk; returns what ffmpeg said about the input (None: nothing).
 
-    on_input(info) is called once, as soon as ffmpeg has described the input and before the progress that
-    follows (on success at the latest when ffmpeg has finished); on_progress(seconds of output done) once per
-    progress block ffmpeg writes (about twice a second). Both run in the calling thread; an exception from either stops ffmpeg and propagates.
+    container: the key of CONTAINERS the gateway recognised (None: any of them). on_input(info) is called once,
+    as soon as ffmpeg has described the input and before the progress that follows (on success at the latest
+    when ffmpeg has finished); on_progress(seconds of output done) once per progress block ffmpeg writes (about
+    twice a second). Both run in the calling thread; an exception from either stops ffmpeg and propagates.
     time_limit(duration_s) is how long ffmpeg may run, counted from its start: asked with None at the start and
-    again with the duration when ffmpeg reports it; time_limit=None runs without a limit.
+    again with the duration when ffmpeg reports it; None means limits.time_limit_s.
 
-    PermanentError for inputs ffmpeg cannot convert; ConversionTimeout or OSError for transient trouble.
+    PermanentError for inputs ffmpeg cannot or may not convert (over a limit of `limits`); ConversionTimeout or
+    OSError for transient trouble.
     """
-    proc = subprocess.Popen(ffmpeg_args(src, dst, options), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    watchdog = _Watchdog(proc.kill, time_limit(None)) if time_limit else None
+    time_limit = time_limit or limits.time_limit_s
+    rlimits = limits.rlimits()
 
-    def new_limit(info: InputInfo) -> None:  # in the reader's thread, at once; the caller hears in this one
-        if watchdog and time_limit:
+    def restrict() -> None:  # in the child between fork and exec: only setrlimit calls, nothing that locks
+        for which, values in rlimits:
+            resource.setrlimit(which, values)
+
+    # No inherited environment: the converter's holds MONGO_URI and RABBITMQ_URL with their passwords.
+    proc = subprocess.Popen(ffmpeg_args(src, dst, options, container=container, limits=limits),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={"PATH": os.environ.get("PATH", os.defpath)}, cwd=dst.parent,
+                            preexec_fn=restrict)
+    assert proc.stdout is not None and proc.stderr is not None
+    watchdog = _Watchdog(proc.kill, time_limit(None))
+    too_long: list[float] = []
+
+    def input_known(info: InputInfo) -> None:  # in the reader's thread, at once; the caller hears in this one
+        if info.duration_s is not None and info.duration_s > limits.max_duration_s + _DURATION_MARGIN_S:
+            too_long.append(info.duration_s)
+            proc.kill()
+        else:
             watchdog.set_limit(time_limit(info.duration_s))
 
-    stderr = _Stderr(proc.stderr, on_input=new_limit)
+    stderr = _Stderr(proc.stderr, on_input=input_known)
     told = False
 
     def tell_input() -> None:
         nonlocal told
-        if on_input and not told and stderr.input is not None:
+        if on_input and not told and stderr.input is not None and not too_long:
             told = True
             on_input(stderr.input)
 
     try:
         with io.TextIOWrapper(proc.stdout, encoding="utf-8", errors="replace") as progress:
             for seconds in progress_times(progress):
+                if seconds > limits.max_duration_s + _DURATION_MARGIN_S:  # the input did not say, or lied
+                    raise _too_long(limits, None)
                 tell_input()
                 if on_progress:
                     on_progress(seconds)
@@ -102,18 +184,30 @@ def to_mp3(src: Path, dst: Path, options: Options = Options(),
         proc.wait()
         raise
     finally:
-        if watchdog:
-            watchdog.stop()
+        watchdog.stop()
         stderr.join()
+    if too_long:
+        raise _too_long(limits, too_long[0])
     if returncode == 0:
         if not dst.exists() or dst.stat().st_size == 0:
             raise PermanentError("the video's audio stream is empty")
+        if dst.stat().st_size >= limits.max_output_bytes:  # -fs stopped it
+            raise PermanentError(f"the MP3 would be larger than {limits.max_output_bytes} bytes")
         tell_input()  # a short input may end before its first progress block reached us
         return stderr.input
+    if returncode == -signal.SIGXCPU:
+        raise PermanentError(f"ffmpeg used up its {limits.cpu_s} s of CPU time")
+    if returncode == -signal.SIGXFSZ:
+        raise PermanentError(f"the MP3 would be larger than {limits.max_output_bytes} bytes")
     if returncode < 0:  # killed: our watchdog, or the OOM killer
         raise ConversionTimeout(f"ffmpeg was killed (signal {-returncode}) after {watchdog.limit_s:g} s limit"
-                                if watchdog and watchdog.fired else f"ffmpeg was killed by signal {-returncode}")
-    raise _failure(stderr.tail(), src)
+                                if watchdog.fired else f"ffmpeg was killed by signal {-returncode}")
+    raise _failure(stderr.tail(), src, limits, container)
+
+
+def _too_long(limits: Limits, duration_s: float | None) -> PermanentError:
+    said = f" ({duration_s:.0f} s)" if duration_s is not None else ""
+    return PermanentError(f"the video is longer{said} than the {limits.max_duration_s} s of audio allowed")
 
 
 def progress_times(lines: Iterable[str]) -> Iterator[float]:
@@ -240,7 +334,12 @@ class _Watchdog:
                 self._wake.wait(remaining)
 
 
-def _failure(log: str, src: Path) -> Exception:
+# What ffmpeg says when the input asks for more than input_args allows.
+_NOT_ALLOWED_FORMAT = re.compile(r"^\[(\w+) @ 0x[0-9a-f]+\] Format not on whitelist")
+_NOT_ALLOWED_PROTOCOL = re.compile(r"Protocol '([^']{1,32})' not on whitelist")
+
+
+def _failure(log: str, src: Path, limits: Limits = Limits(), container: str | None = None) -> Exception:
     """The exception for an ffmpeg run that failed, from the end of its log."""
     # Only what ffmpeg logged as an error counts: the input's description holds the file's own metadata text.
     messages = _messages(log)
@@ -250,7 +349,15 @@ def _failure(log: str, src: Path) -> Exception:
         return OSError(f"ffmpeg: {reason}")
     if any("matches no streams" in text for text in errors):
         return PermanentError("the video has no audio stream")
-    return PermanentError(f"the file is not a readable video: {reason}")
+    for text in errors:
+        if found := _NOT_ALLOWED_FORMAT.match(text):
+            return PermanentError(f"the file is not in a supported video container (it reads as {found.group(1)})")
+        if found := _NOT_ALLOWED_PROTOCOL.search(text):
+            return PermanentError(f"the file refers to a {found.group(1)} stream; only the uploaded file is read")
+    if any("Cannot allocate memory" in text for text in errors):
+        return PermanentError(f"ffmpeg needed more than its {limits.memory_mb} MB of memory")
+    read_as = f" (read as {container})" if container else ""
+    return PermanentError(f"the file is not a readable video{read_as}: {reason}")
 
 
 def _messages(log: str) -> list[tuple[str | None, str]]:

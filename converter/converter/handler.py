@@ -24,7 +24,7 @@ from mp3core.contract import (
 )
 from mp3core.errors import PermanentError
 
-from .convert import InputInfo, time_limit_s, to_mp3
+from .convert import InputInfo, Limits, to_mp3
 from .jobs import Jobs
 from .metrics import Metrics
 from .storage import Bucket, MissingFile
@@ -40,7 +40,7 @@ class JobGone(Exception):
 
 
 def handle(message: dict[str, Any], *, jobs: Jobs, videos: Bucket, mp3s: Bucket, work_dir: str | Path,
-           max_attempts: int, metrics: Metrics,
+           max_attempts: int, metrics: Metrics, limits: Limits = Limits(),
            clock: Callable[[], float] = time.monotonic) -> dict[str, Any] | None:
     """Converts the job's video; returns the `done` mp3 message to publish, or None when there is nothing to
     announce (the job was deleted by its owner). Safe to run again on redelivery."""
@@ -79,7 +79,7 @@ def handle(message: dict[str, Any], *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
 
     try:
         _convert(msg, options, mp3_fid, jobs=jobs, videos=videos, mp3s=mp3s, work_dir=work_dir, clock=clock,
-                 metrics=metrics, first_attempt=job["attempts"] == 1)
+                 metrics=metrics, limits=limits, first_attempt=job["attempts"] == 1)
     except JobGone:
         return _discard(metrics, mp3s, mp3_fid)
     except PermanentError:
@@ -92,8 +92,9 @@ def handle(message: dict[str, Any], *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
     return msg.done(mp3_fid).to_dict()
 
 
-def _convert(msg: VideoMessage, options: Options, mp3_fid: str, *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
-             work_dir: str | Path, clock: Callable[[], float], metrics: Metrics, first_attempt: bool) -> None:
+def _convert(msg: VideoMessage, options: Options, mp3_fid: str, *, jobs: Jobs, videos: Bucket,
+             mp3s: Bucket, work_dir: str | Path, clock: Callable[[], float], metrics: Metrics, limits: Limits,
+             first_attempt: bool) -> None:
     """Download, ffmpeg, upload, mark done, delete the video; JobGone when the job disappears."""
     tmp = Path(tempfile.mkdtemp(prefix=f"job-{msg.job_id}-", dir=work_dir))
     try:
@@ -107,7 +108,9 @@ def _convert(msg: VideoMessage, options: Options, mp3_fid: str, *, jobs: Jobs, v
         progress = ProgressWriter(jobs, msg.job_id, clock)
         # Every progress block reaches the writer, which does its own (time-based) throttling. ffmpeg tells the
         # input's duration itself (and "no audio stream" is its error), so there is no separate probe to run.
-        to_mp3(src, dst, options, on_progress=progress, on_input=progress.input_known, time_limit=time_limit_s)
+        # ffmpeg reads the file only as the container the gateway recognised (limits: see convert.Limits).
+        to_mp3(src, dst, options, on_progress=progress, on_input=progress.input_known, container=msg.container,
+               limits=limits)
         metrics.conversion_seconds.observe(clock() - started)
         # Only an earlier attempt can have left part of an MP3 under the planned fid.
         mp3s.replace(mp3_fid, mp3_filename(msg.filename), dst,

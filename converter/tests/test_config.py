@@ -7,6 +7,7 @@ import tempfile
 import pytest
 
 from converter.config import ENV_VARS, ConfigError, Settings
+from converter.convert import Limits
 
 
 def test_defaults_suit_a_local_run():
@@ -17,6 +18,18 @@ def test_defaults_suit_a_local_run():
     assert s.rabbitmq_url == "amqp://guest:guest@127.0.0.1:5672/%2F"
     assert s.work_dir == tempfile.gettempdir()
     assert (s.mp3_ttl_hours, s.reaper_interval_s, s.shutdown_grace_s) == (24, 300, 50)
+    # 4 hours of audio; half an hour of wall clock and a quarter of CPU time per run; 512 MB address space.
+    assert (s.max_duration_s, s.ffmpeg_timeout_s, s.ffmpeg_cpu_s, s.ffmpeg_memory_mb) == (14400, 1800, 900, 512)
+    assert Limits() == Limits(max_duration_s=14400, timeout_s=1800, cpu_s=900, memory_mb=512)  # the same defaults
+    assert (s.orphan_grace_h, s.orphan_sweep_s) == (24, 3600)
+
+
+def test_ffmpeg_limits_and_orphan_sweep_overrides():
+    s = Settings.from_env({"MAX_DURATION_SECONDS": "60", "FFMPEG_TIMEOUT_SECONDS": "120", "FFMPEG_CPU_SECONDS": "30",
+                           "FFMPEG_MEMORY_MB": "1024", "ORPHAN_GRACE_HOURS": "2",
+                           "ORPHAN_SWEEP_INTERVAL_SECONDS": "600"})
+    assert (s.max_duration_s, s.ffmpeg_timeout_s, s.ffmpeg_cpu_s, s.ffmpeg_memory_mb) == (60, 120, 30, 1024)
+    assert (s.orphan_grace_h, s.orphan_sweep_s) == (2, 600)
 
 
 def test_overrides(tmp_path):
@@ -57,6 +70,12 @@ def test_credentials_stay_out_of_repr():
     ({"MP3_TTL_HOURS": "0"}, "MP3_TTL_HOURS must be between 1 and 8784, got 0"),
     ({"REAPER_INTERVAL_SECONDS": "5m"}, "REAPER_INTERVAL_SECONDS must be an integer, got '5m'"),
     ({"SHUTDOWN_GRACE_SECONDS": "0"}, "SHUTDOWN_GRACE_SECONDS must be between 1 and 3600, got 0"),
+    ({"MAX_DURATION_SECONDS": "0"}, "MAX_DURATION_SECONDS must be between 1 and 604800, got 0"),
+    ({"FFMPEG_TIMEOUT_SECONDS": "1h"}, "FFMPEG_TIMEOUT_SECONDS must be an integer, got '1h'"),
+    ({"FFMPEG_CPU_SECONDS": "0"}, "FFMPEG_CPU_SECONDS must be between 1 and 604800, got 0"),
+    ({"FFMPEG_MEMORY_MB": "100"}, "FFMPEG_MEMORY_MB must be between 256 and 65536, got 100"),
+    ({"ORPHAN_GRACE_HOURS": "0"}, "ORPHAN_GRACE_HOURS must be between 1 and 8784, got 0"),
+    ({"ORPHAN_SWEEP_INTERVAL_SECONDS": "10"}, "ORPHAN_SWEEP_INTERVAL_SECONDS must be between 60 and 604800, got 10"),
 ])
 def test_bad_values_fail_fast_with_one_line(env, message):
     with pytest.raises(ConfigError) as caught:

@@ -26,9 +26,27 @@ needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("
 
 def test_default_command_is_cbr_192k_first_audio_stream(tmp_path):
     src, dst = tmp_path / "in", tmp_path / "out.mp3"
+    # No container named (a message from before the field): any container demuxer the gateway accepts, no other.
     assert convert.ffmpeg_args(src, dst) == [
         "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "level+info", "-nostats", "-progress", "pipe:1",
-        "-y", "-i", str(src), "-vn", "-map", "0:a:0", "-c:a", "libmp3lame", "-b:a", "192k", str(dst)]
+        "-y", "-format_whitelist", "asf,avi,flv,matroska,mov,mpeg,mpegts,ogg", "-protocol_whitelist", "file",
+        "-i", str(src), "-vn", "-map", "0:a:0", "-t", "14402", "-fs", str(14400 * 40_000 + 1024 * 1024),
+        "-c:a", "libmp3lame", "-b:a", "192k", str(dst)]
+
+
+@pytest.mark.parametrize(("container", "demuxer"), [("video/mp4", "mov"), ("video/x-matroska", "matroska"),
+                                                    ("video/ogg", "ogg"), ("video/mp2t", "mpegts")])
+def test_the_message_s_container_names_the_one_demuxer(tmp_path, container, demuxer):
+    args = convert.ffmpeg_args(tmp_path / "in", tmp_path / "out.mp3", container=container)
+    at = args.index("-i")
+    assert args[at - 4:at] == ["-f", demuxer, "-protocol_whitelist", "file"]
+    assert "-format_whitelist" not in args
+
+
+def test_output_caps_follow_the_maximum_duration(tmp_path):
+    args = convert.ffmpeg_args(tmp_path / "in", tmp_path / "out.mp3", limits=convert.Limits(max_duration_s=60))
+    # 60 s at 320 kbit/s (the MP3 maximum, whatever the options) is 2.4 MB, plus a 1 MiB margin.
+    assert args[args.index("-t") + 1] == "62" and args[args.index("-fs") + 1] == str(2_400_000 + 1024 * 1024)
 
 
 def test_options_change_the_encoder_settings(tmp_path):
@@ -311,23 +329,28 @@ def test_input_described_after_the_last_progress_is_still_told(fake_ffmpeg, tmp_
     assert seen == [InputInfo(format_name="mov,mp4,m4a,3gp,3g2,mj2", duration_s=1.0)]
 
 
-def test_time_limit_is_600_s_plus_the_duration_or_an_hour_more_when_unknown():
-    assert convert.time_limit_s(None) == 4200.0
-    assert convert.time_limit_s(0.0) == 4200.0  # a zero duration says nothing either
-    assert convert.time_limit_s(12.5) == 612.5
+def test_time_limit_is_600_s_plus_the_duration_or_an_hour_more_when_unknown_capped_by_the_timeout():
+    limits = convert.Limits(timeout_s=86400)
+    assert limits.time_limit_s(None) == 4200.0
+    assert limits.time_limit_s(0.0) == 4200.0  # a zero duration says nothing either
+    assert limits.time_limit_s(12.5) == 612.5
+    # Whatever the file claims, the run never gets more than the cap (1800 s by default).
+    assert convert.Limits().time_limit_s(317_440.0) == convert.Limits().time_limit_s(None) == 1800.0
+    assert convert.Limits().time_limit_s(60.0) == 660.0
 
 
 def test_watchdog_counts_a_new_limit_from_the_start():
     now = [1000.0]
     killed = threading.Event()
-    watchdog = convert._Watchdog(killed.set, convert.time_limit_s(None), clock=lambda: now[0])
+    limits = convert.Limits(timeout_s=86400)
+    watchdog = convert._Watchdog(killed.set, limits.time_limit_s(None), clock=lambda: now[0])
     try:
         now[0] = 1100.0
         assert watchdog.remaining_s() == 4100.0
-        watchdog.set_limit(convert.time_limit_s(60.0))
+        watchdog.set_limit(limits.time_limit_s(60.0))
         assert watchdog.remaining_s() == 560.0 and not watchdog.fired
         now[0] = 1661.0  # past start + 600 + 60: the next look at the clock kills
-        watchdog.set_limit(convert.time_limit_s(60.0))
+        watchdog.set_limit(limits.time_limit_s(60.0))
         assert killed.wait(10)
         assert watchdog.fired
     finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from converter import handler
-from converter.convert import InputInfo, time_limit_s
+from converter.convert import InputInfo, Limits
 from mp3core.errors import PermanentError
 from converter.metrics import Metrics
 from mp3core.contract import Options, mp3_filename
@@ -26,15 +26,15 @@ class FakeFfmpeg:
         self.info: InputInfo | None = InputInfo("mov,mp4,m4a,3gp,3g2,mj2", 12.0)  # None: ffmpeg never says
         self.converted: list[tuple[Path, Path]] = []
         self.options: list[Options] = []
-        self.time_limits: list[object] = []
+        self.calls: list[dict[str, object]] = []  # container and limits per call
         self.progress_seconds: list[float] = [6.0]  # out_time values ffmpeg "reports", in order
         self.error: Exception | None = None
 
-    def to_mp3(self, src, dst, options, on_progress=None, *, on_input=None, time_limit=None):
+    def to_mp3(self, src, dst, options, on_progress=None, *, on_input=None, container=None, limits=None):
         assert src.exists()
         self.converted.append((src, dst))
         self.options.append(options)
-        self.time_limits.append(time_limit)
+        self.calls.append({"container": container, "limits": limits})
         # Like the real to_mp3: the input first, then progress; an exception from either stops the conversion.
         if on_input and self.info:
             on_input(self.info)
@@ -59,6 +59,7 @@ class Clock:
 
 
 METRICS = Metrics.create(CollectorRegistry())
+LIMITS = Limits(max_duration_s=600, timeout_s=120, cpu_s=60, memory_mb=400)
 
 
 def counter(outcome: str) -> float:
@@ -79,7 +80,7 @@ def run(jobs, videos, mp3s, tmp_path):
 
     def run(message, max_attempts=3):
         return handler.handle(message, jobs=jobs, videos=videos, mp3s=mp3s, work_dir=work_dir,
-                              max_attempts=max_attempts, metrics=METRICS, clock=Clock(step=1.0))
+                              max_attempts=max_attempts, metrics=METRICS, limits=LIMITS, clock=Clock(step=1.0))
     run.work_dir = work_dir
     return run
 
@@ -253,9 +254,11 @@ def test_downloaded_and_input_are_logged(run, message, ffmpeg, caplog):
     assert list(logged).index("downloaded") < list(logged).index("input read") < list(logged).index("converted")
 
 
-def test_ffmpeg_runs_under_the_duration_based_time_limit(run, message, ffmpeg):
-    run(message())
-    assert ffmpeg.time_limits == [time_limit_s]
+@pytest.mark.parametrize("container", ["video/mp4", "video/ogg", None])
+def test_ffmpeg_reads_the_container_the_gateway_recognised_under_the_configured_limits(run, message, ffmpeg,
+                                                                                      container):
+    run(message(container=container))
+    assert ffmpeg.calls == [{"container": container, "limits": LIMITS}]
 
 
 def test_progress_is_written_during_conversion_and_done_sets_100(run, message, ffmpeg, jobs):
