@@ -39,17 +39,28 @@ class JobGone(Exception):
     """The job document disappeared mid-conversion: its owner deleted it (DELETE /jobs/<id>)."""
 
 
+class ForeignMessage(PermanentError):
+    """A message naming someone else's job (its username is not the job's owner): refused without touching the job
+    or telling anyone, as it did not come from the gateway that created the job."""
+
+
 def handle(message: dict[str, Any], *, jobs: Jobs, videos: Bucket, mp3s: Bucket, work_dir: str | Path,
            max_attempts: int, metrics: Metrics, limits: Limits = Limits(),
            clock: Callable[[], float] = time.monotonic) -> dict[str, Any] | None:
     """Converts the job's video; returns the `done` mp3 message to publish, or None when there is nothing to
-    announce (the job was deleted by its owner). Safe to run again on redelivery."""
+    announce (the job was deleted by its owner). Safe to run again on redelivery.
+
+    Who owns the MP3 comes from the job document, which only the gateway writes, never from the message: anything
+    that can publish to `video` could otherwise hand someone's MP3 to a third party.
+    """
     # The options are checked apart: fail() must still be able to parse the message to tell the user.
     msg = parse_video_message(message, options=False)
     job = jobs.get(msg.job_id)
     if job is None:
         # A queued job its owner deleted: cancelled, so no failure, no dead letter, no email.
         return _drop(metrics, "job no longer exists (deleted by its owner); dropping the message")
+    if job.get("owner") != msg.username:
+        raise ForeignMessage("the message's username is not the job's owner")
     if job.get("video_fid") not in (None, msg.video_fid):
         raise PermanentError("the message's video_fid does not match the job's")
     if job.get("status") == DONE:
@@ -78,7 +89,7 @@ def handle(message: dict[str, Any], *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
              extra={"options": {k: v for k, v in options.to_dict().items() if v is not None}})
 
     try:
-        _convert(msg, options, mp3_fid, jobs=jobs, videos=videos, mp3s=mp3s, work_dir=work_dir, clock=clock,
+        _convert(msg, job, options, mp3_fid, jobs=jobs, videos=videos, mp3s=mp3s, work_dir=work_dir, clock=clock,
                  metrics=metrics, limits=limits, first_attempt=job["attempts"] == 1)
     except JobGone:
         return _discard(metrics, mp3s, mp3_fid)
@@ -92,7 +103,7 @@ def handle(message: dict[str, Any], *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
     return msg.done(mp3_fid).to_dict()
 
 
-def _convert(msg: VideoMessage, options: Options, mp3_fid: str, *, jobs: Jobs, videos: Bucket,
+def _convert(msg: VideoMessage, job: dict[str, Any], options: Options, mp3_fid: str, *, jobs: Jobs, videos: Bucket,
              mp3s: Bucket, work_dir: str | Path, clock: Callable[[], float], metrics: Metrics, limits: Limits,
              first_attempt: bool) -> None:
     """Download, ffmpeg, upload, mark done, delete the video; JobGone when the job disappears."""
@@ -112,9 +123,10 @@ def _convert(msg: VideoMessage, options: Options, mp3_fid: str, *, jobs: Jobs, v
         to_mp3(src, dst, options, on_progress=progress, on_input=progress.input_known, container=msg.container,
                limits=limits)
         metrics.conversion_seconds.observe(clock() - started)
-        # Only an earlier attempt can have left part of an MP3 under the planned fid.
+        # Only an earlier attempt can have left part of an MP3 under the planned fid. The owner is the job's (the
+        # gateway's record); handle() refused a message that disagrees.
         mp3s.replace(mp3_fid, mp3_filename(msg.filename), dst,
-                     metadata={"owner": msg.username, "job_id": msg.job_id}, fresh=first_attempt)
+                     metadata={"owner": job["owner"], "job_id": msg.job_id}, fresh=first_attempt)
         # Unconditional but tells us if the job is gone: then the MP3 just stored belongs to nobody.
         if not jobs.mark_done(msg.job_id, mp3_fid):
             raise JobGone()
@@ -184,6 +196,11 @@ def fail(message: dict[str, Any], error: Exception, *, jobs: Jobs, metrics: Metr
     notice: then the job, if the message still names one, is marked failed all the same, so it never stays
     `queued` (and the reaper removes its video in time).
     """
+    if isinstance(error, ForeignMessage):
+        # Not the owner's message: failing the job would let anyone fail other people's jobs, and the notice would
+        # go to the address the message names. It is only dead-lettered.
+        log.warning("refused a message for another user's job: %s", error)
+        return None
     try:
         msg = parse_video_message(message, options=False)
     except PermanentError:

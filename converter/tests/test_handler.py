@@ -261,6 +261,31 @@ def test_ffmpeg_reads_the_container_the_gateway_recognised_under_the_configured_
     assert ffmpeg.calls == [{"container": container, "limits": LIMITS}]
 
 
+def test_the_mp3_s_owner_is_the_job_s(run, message, ffmpeg, jobs, mp3s):
+    run(message())
+    (stored,) = mp3s.files.values()
+    assert stored["metadata"] == {"owner": OWNER, "job_id": JOB_ID} == {"owner": jobs.docs[JOB_ID]["owner"],
+                                                                        "job_id": JOB_ID}
+
+
+@pytest.mark.parametrize("make_done", [False, True])
+def test_a_message_naming_another_user_is_refused_and_changes_nothing(run, message, ffmpeg, jobs, videos, mp3s,
+                                                                      make_job, make_done):
+    # Anything that can publish to `video` could otherwise have Bob's MP3 stored and announced as Mallory's.
+    if make_done:
+        jobs.docs[JOB_ID] = make_job(status="done", mp3_fid="65a1b2c3d4e5f60718293a4c")
+    before = dict(jobs.docs[JOB_ID])
+    forged = message(username="mallory@example.com")
+    with pytest.raises(PermanentError, match="^the message's username is not the job's owner$") as caught:
+        run(forged)
+    assert ffmpeg.converted == [] and mp3s.calls == [] and videos.calls == []
+    assert jobs.docs[JOB_ID] == before
+
+    # Dead-lettered without failing the owner's job or telling the address the message names.
+    assert handler.fail(forged, caught.value, jobs=jobs, metrics=METRICS) is None
+    assert jobs.docs[JOB_ID] == before
+
+
 def test_progress_is_written_during_conversion_and_done_sets_100(run, message, ffmpeg, jobs):
     ffmpeg.progress_seconds = [1.2, 3.0, 6.0, 12.0]
     run(message())
