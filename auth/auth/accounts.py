@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import passwords, tokens
-from .errors import InvalidCredentials, InvalidInput, InvalidToken, TooManyAttempts, UserExists
+from .errors import (
+    CannotDeleteSelf,
+    InvalidCredentials,
+    InvalidInput,
+    InvalidToken,
+    TooManyAttempts,
+    UserExists,
+    UserNotFound,
+    WrongPassword,
+)
 from .rules import check_password, is_valid_email, normalize_email, validate_email
 
 log = logging.getLogger(__name__)
 
 NEW_USER_FIELDS = frozenset({"email", "password", "admin"})
+PASSWORD_CHANGE_FIELDS = frozenset({"current_password", "new_password"})
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,10 @@ class Users(Protocol):
     def get_by_id(self, user_id: int) -> User | None: ...
     def create(self, email: str, password_hash: str, *, admin: bool) -> User: ...  # UserExists if taken
     def update_password_hash(self, user_id: int, password_hash: str) -> None: ...
+    # Sets the hash and bumps token_version (revoking every earlier token); the new version, or None
+    # when the user no longer exists.
+    def change_password(self, user_id: int, password_hash: str) -> int | None: ...
+    def delete(self, user_id: int) -> bool: ...  # False when there was no such user
 
 
 class Throttle(Protocol):
@@ -124,6 +139,67 @@ def authenticate(token: str, *, users: Users, policy: tokens.TokenPolicy) -> tup
     ):
         raise InvalidToken("token has been revoked")
     return claims, user
+
+
+def parse_password_change(body: Any) -> tuple[str, str]:
+    """Validate a POST /users/me/password body; return (current, new) or raise InvalidInput."""
+    if not isinstance(body, dict):
+        raise InvalidInput("body must be a JSON object with current_password and new_password")
+    unknown = sorted(set(body) - PASSWORD_CHANGE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown field: {unknown[0]}")
+    current, new = body.get("current_password"), body.get("new_password")
+    if not isinstance(current, str):
+        raise InvalidInput("current_password must be a string")
+    if not isinstance(new, str):
+        raise InvalidInput("new_password must be a string")
+    check_password(new)
+    return current, new
+
+
+def change_password(
+    user: User,
+    current: str,
+    new: str,
+    address: str,
+    *,
+    users: Users,
+    throttle: Throttle,
+    policy: tokens.TokenPolicy,
+) -> str:
+    """Set a new password for the authenticated user and return a fresh token; every earlier token of the
+    user is refused from now on. The current password is required (a stolen token alone must not take the
+    account over), and guesses at it count against the same limits as logins."""
+    key = throttle_key(user.email, user)
+    wait = throttle.retry_after(user=key, address=address)
+    if wait:
+        log.warning("password change throttled", extra={"email": user.email, "address": address, "retry_after": wait})
+        raise TooManyAttempts(wait)
+    if not passwords.verify(user.password_hash, current):
+        throttle.record_failure(user=key, address=address)
+        log.info("password change refused", extra={"email": user.email, "address": address})
+        raise WrongPassword()
+    throttle.reset_user(key)
+    version = users.change_password(user.id, passwords.hash_password(new))
+    if version is None:  # deleted between authentication and now
+        raise InvalidToken("token has been revoked")
+    log.info("password changed", extra={"email": user.email})
+    return issue_token(dataclasses.replace(user, token_version=version), policy)
+
+
+def delete_user(email: str, *, caller: User, users: Users) -> None:
+    """Delete the account whose address is `email` (normalised); the caller must be an admin (checked by the
+    route). Its tokens are refused from then on, as authenticate finds no user."""
+    email = normalize_email(email)
+    found = users.get_by_email(email) if is_valid_email(email) else None
+    # Only the account's own address deletes it: `ánn@` must not delete `ann@` through the collation.
+    if found is None or not owns_address(found, email):
+        raise UserNotFound()
+    if found.id == caller.id:
+        raise CannotDeleteSelf()
+    if not users.delete(found.id):
+        raise UserNotFound()  # deleted by someone else meanwhile
+    log.info("user deleted", extra={"email": found.email, "by": caller.email})
 
 
 def check_new_user(email: str, password: str) -> str:

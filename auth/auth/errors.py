@@ -29,3 +29,17 @@ class UserExists(core.Conflict):
 
 class TooManyAttempts(core.TooManyRequests):
     default_message = "too many failed logins, try again later"
+
+
+class WrongPassword(core.Forbidden):
+    # 403, not 401: the caller's token is fine; a 401 would tell the client to log in again.
+    default_message = "current password is incorrect"
+
+
+class UserNotFound(core.NotFound):
+    default_message = "user not found"
+
+
+class CannotDeleteSelf(core.Conflict):
+    # The last admin deleting themselves would leave nobody able to create users.
+    default_message = "an admin cannot delete their own account"

@@ -1,4 +1,5 @@
-"""HTTP entrypoint: the auth blueprint (login, validate, users, healthz, metrics) and header parsing."""
+"""HTTP entrypoint: the auth blueprint (login, validate, users, password change, healthz, metrics) and header
+parsing."""
 
 from __future__ import annotations
 
@@ -119,6 +120,28 @@ def create_user() -> tuple[Response, int]:
     email, password, admin = accounts.parse_new_user(request.get_json(force=True, silent=True))
     user = accounts.create_user(email, password, admin=admin, users=d.users)
     return jsonify(email=user.email, admin=user.is_admin), 201
+
+
+@bp.delete("/users/<path:email>")
+def delete_user(email: str) -> Response:
+    d = deps()
+    _, caller = authenticate(d)
+    if not caller.is_admin:
+        raise Forbidden()
+    accounts.delete_user(email, caller=caller, users=d.users)
+    return Response(status=204)
+
+
+@bp.post("/users/me/password")
+def change_password() -> Response:
+    d = deps()
+    _, caller = authenticate(d)
+    current, new = accounts.parse_password_change(request.get_json(force=True, silent=True))
+    token = accounts.change_password(
+        caller, current, new, client_address(request), users=d.users, throttle=d.throttle, policy=d.tokens
+    )
+    # The same shape as /login: the caller's earlier tokens are now refused, so they get a fresh one.
+    return Response(token, status=200, mimetype="text/plain")
 
 
 @bp.get("/healthz")

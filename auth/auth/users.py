@@ -61,3 +61,22 @@ class MySQLUsers:
     def update_password_hash(self, user_id: int, password_hash: str) -> None:
         with self._connection().cursor() as cur:
             cur.execute("UPDATE `user` SET password_hash = %s WHERE id = %s", (password_hash, user_id))
+
+    def change_password(self, user_id: int, password_hash: str) -> int | None:
+        with self._connection().cursor() as cur:
+            # LAST_INSERT_ID(expr) hands this connection the value it wrote, so the version returned is
+            # ours even when another change lands right after.
+            cur.execute(
+                "UPDATE `user` SET password_hash = %s, token_version = LAST_INSERT_ID(token_version + 1) "
+                "WHERE id = %s",
+                (password_hash, user_id),
+            )
+            if cur.rowcount == 0:
+                return None
+            cur.execute("SELECT LAST_INSERT_ID()")
+            return int(cur.fetchone()[0])
+
+    def delete(self, user_id: int) -> bool:
+        with self._connection().cursor() as cur:
+            cur.execute("DELETE FROM `user` WHERE id = %s", (user_id,))
+            return cur.rowcount == 1

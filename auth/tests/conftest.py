@@ -80,6 +80,22 @@ class FakeUsers:
         old = self._by_id(user_id)
         self.rows[old.email] = dataclasses.replace(old, password_hash=password_hash)
 
+    def change_password(self, user_id: int, password_hash: str) -> int | None:
+        self._check()
+        old = self._by_id(user_id)
+        if old is None:
+            return None
+        self.rows[old.email] = dataclasses.replace(old, password_hash=password_hash, token_version=old.token_version + 1)
+        return old.token_version + 1
+
+    def delete(self, user_id: int) -> bool:
+        self._check()
+        user = self._by_id(user_id)
+        if user is None:
+            return False
+        del self.rows[user.email]
+        return True
+
 
 class FakeThrottle:
     """Same fixed-window rule as MySQLThrottle (shared pure function), counters in a dict."""

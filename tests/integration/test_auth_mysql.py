@@ -1,5 +1,6 @@
-"""auth against a real MariaDB: schema step, init.sql's grants, bootstrap admin, login, duplicates, the CLI,
-throttle shared by replicas."""
+"""auth against a real MariaDB: schema step and its migration, init.sql's grants, bootstrap admin, login,
+duplicates, the CLI, throttle shared by replicas and keyed on the account the collation finds, token
+revocation by deletion and password change."""
 
 from __future__ import annotations
 
@@ -221,6 +222,49 @@ def test_no_second_account_under_a_look_alike_address(db, email, status):
     assert query(db, "SELECT email FROM `user` WHERE email <> %s", (ADMIN[0],)) == [(ANN[0],)]
 
 
+def test_tokens_of_a_deleted_user_are_refused_by_every_replica(db):
+    client, admin_token = admin_client_with_ann(db)
+    other_replica = create_app(settings_for(db)).test_client()
+    ann_token = client.post("/login", headers=basic(*ANN)).get_data(as_text=True)
+    assert other_replica.post("/validate", headers={"Authorization": f"Bearer {ann_token}"}).status_code == 200
+
+    deleted = client.delete("/users/ann@example.com", headers={"Authorization": f"Bearer {admin_token}"})
+
+    assert deleted.status_code == 204
+    validate = other_replica.post("/validate", headers={"Authorization": f"Bearer {ann_token}"})
+    assert (validate.status_code, validate.get_json()) == (401, {"error": "token has been revoked"})
+    assert query(db, "SELECT email FROM `user`") == [(ADMIN[0],)]
+
+
+def test_delete_by_a_look_alike_address_deletes_nobody(db):
+    client, admin_token = admin_client_with_ann(db)
+
+    response = client.delete("/users/ánn@example.com", headers={"Authorization": f"Bearer {admin_token}"})
+
+    assert (response.status_code, response.get_json()) == (404, {"error": "user not found"})
+    assert query(db, "SELECT COUNT(*) FROM `user`")[0][0] == 2
+
+
+def test_password_change_revokes_tokens_issued_before_it(db):
+    client, _ = admin_client_with_ann(db)
+    other_replica = create_app(settings_for(db)).test_client()
+    first = client.post("/login", headers=basic(*ANN)).get_data(as_text=True)
+    second = client.post("/login", headers=basic(*ANN)).get_data(as_text=True)
+
+    changed = client.post("/users/me/password", headers={"Authorization": f"Bearer {first}"},
+                          json={"current_password": ANN[1], "new_password": "ann-password-2"})
+
+    assert changed.status_code == 200
+    for old in (first, second):
+        refused = other_replica.post("/validate", headers={"Authorization": f"Bearer {old}"})
+        assert (refused.status_code, refused.get_json()) == (401, {"error": "token has been revoked"})
+    fresh = other_replica.post("/validate", headers={"Authorization": f"Bearer {changed.get_data(as_text=True)}"})
+    assert (fresh.status_code, fresh.get_json()["ver"]) == (200, 1)
+    assert query(db, "SELECT token_version FROM `user` WHERE email = %s", (ANN[0],)) == [(1,)]
+    assert client.post("/login", headers=basic(*ANN)).status_code == 401
+    assert client.post("/login", headers=basic(ANN[0], "ann-password-2")).status_code == 200
+
+
 def test_throttle_is_shared_by_two_app_instances(db):
     settings = settings_for(db, login_max_failures_per_user=2, login_max_failures_per_address=100)
     replica_a = create_app(settings).test_client()
@@ -298,6 +342,23 @@ def test_users_adapter_round_trip_and_errors(connection):
     with pytest.raises(MySQLdb.IntegrityError):  # any other constraint is not mistaken for a duplicate
         users.create("null-hash@example.com", None, admin=False)  # type: ignore[arg-type]
     users.ping()
+
+
+def test_users_adapter_changes_passwords_by_version_and_deletes_by_id(connection):
+    users = MySQLUsers(lambda: connection)
+    ann = users.create("ann@example.com", "$argon2id$a", admin=False)
+    bob = users.create("bob@example.com", "$argon2id$b", admin=False)
+
+    assert users.change_password(ann.id, "$argon2id$a2") == 1
+    assert users.change_password(ann.id, "$argon2id$a3") == 2
+    users.update_password_hash(ann.id, "$argon2id$a4")  # a rehash at login revokes nothing
+    assert users.get_by_id(ann.id) == dataclasses.replace(ann, password_hash="$argon2id$a4", token_version=2)
+    assert users.get_by_id(bob.id).token_version == 0
+    assert users.delete(ann.id) is True
+    assert users.delete(ann.id) is False
+    assert users.change_password(ann.id, "$argon2id$x") is None
+    assert users.get_by_id(ann.id) is None and users.get_by_email("ann@example.com") is None
+    assert users.get_by_id(bob.id) is not None
 
 
 def test_login_rehash_updates_the_row(connection, db):
