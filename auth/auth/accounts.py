@@ -71,8 +71,9 @@ def owns_address(user: User, email: str) -> bool:
 def throttle_key(email: str, user: User | None) -> str:
     """The per-user counter's key: the account found, however its address was spelt; else the address.
 
-    Keyed on the row, not the typed bytes, so `Ann@`, `ánn@`, full-width or zero-width variants of an
-    address share the account's one counter. The prefixes keep an id and an address from ever colliding.
+    Keyed on the row, not the typed bytes, so `Ann@`, `ánn@` or full-width variants of an address share the
+    account's one counter (a zero-width variant is no valid address, so it finds no account and can win
+    nothing). The prefixes keep an id and an address from ever colliding.
     """
     return f"id:{user.id}" if user is not None else f"email:{email}"
 
