@@ -1,9 +1,11 @@
-"""Retention reaper: a background thread that deletes expired MP3s and the videos of long-failed jobs."""
+"""Retention reaper: a background thread that deletes expired MP3s, the videos of long-failed jobs, and the chunks
+of uploads that never finished."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -15,6 +17,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 100  # jobs per query: a backlog (e.g. after downtime) is worked off in bounded pieces
 MAX_BATCHES = 100  # per kind and pass; the rest waits for the next pass
+ORPHAN_BATCH = 100  # abandoned uploads per bucket and sweep: one chunk delete each (a bucket scan on FerretDB)
 
 
 def _now() -> datetime:
@@ -52,6 +55,29 @@ def reap_once(*, jobs: Jobs, videos: Bucket, mp3s: Bucket, ttl: timedelta, now: 
     return counts
 
 
+def sweep_orphans(*, videos: Bucket, mp3s: Bucket, written_before: datetime, metrics: Metrics,
+                  stopping: Callable[[], bool] = lambda: False) -> dict[str, int]:
+    """Deletes the chunks of uploads abandoned before written_before (no files document: the gateway's upload or
+    the converter's MP3 store died before finishing); returns how many files' chunks went, per bucket.
+
+    At most ORPHAN_BATCH files per bucket, in one delete: a backlog takes several sweeps. The grace period
+    (written_before) must be longer than any upload takes, as an upload's files document comes last.
+    """
+    counts = {"orphan_video": 0, "orphan_mp3": 0}
+    for kind, bucket in (("orphan_video", videos), ("orphan_mp3", mp3s)):
+        if stopping():
+            break
+        found = bucket.orphaned_files(written_before, ORPHAN_BATCH)
+        gone = bucket.delete_orphans(found) if found else []
+        if gone:
+            counts[kind] = len(gone)
+            metrics.reaper_deletions.labels(kind).inc(len(gone))
+            log.info("chunks of abandoned uploads deleted",
+                     extra={"bucket": kind.removeprefix("orphan_"), "files": len(gone),
+                            "file_ids": [str(fid) for fid in gone[:10]]})
+    return counts
+
+
 def _in_batches(fetch: Callable[[], list[dict]], handle: Callable[[dict], None], stopping: Callable[[], bool]) -> None:
     # Every handled job leaves the query's result (by our update or a peer's), so fetching again moves on;
     # MAX_BATCHES bounds a pass should some job keep matching anyway.
@@ -66,14 +92,18 @@ def _in_batches(fetch: Callable[[], list[dict]], handle: Callable[[dict], None],
 
 
 class Reaper:
-    """Runs reap_once every interval_s in a daemon thread until stop(); an error is logged, never fatal."""
+    """Runs reap_once every interval_s in a daemon thread until stop(), and sweep_orphans with it every
+    orphan_sweep_s (the first pass included); an error is logged, never fatal."""
 
     def __init__(self, *, jobs: Jobs, videos: Bucket, mp3s: Bucket, ttl: timedelta, interval_s: float,
-                 metrics: Metrics, clock: Callable[[], datetime] = _now) -> None:
+                 metrics: Metrics, orphan_grace: timedelta = timedelta(hours=24), orphan_sweep_s: float = 3600,
+                 clock: Callable[[], datetime] = _now, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._jobs, self._videos, self._mp3s = jobs, videos, mp3s
         self._metrics = metrics
         self._ttl, self._interval = ttl, interval_s
-        self._clock = clock
+        self._orphan_grace, self._orphan_sweep_s = orphan_grace, orphan_sweep_s
+        self._clock, self._monotonic = clock, monotonic
+        self._next_sweep: float | None = None  # None: at the first pass
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reaper", daemon=True)
         self._indexed = False
@@ -94,8 +124,15 @@ class Reaper:
             if not self._indexed:
                 self._jobs.ensure_retention_index()
                 self._indexed = True
+            now = self._clock()
             counts = reap_once(jobs=self._jobs, videos=self._videos, mp3s=self._mp3s, ttl=self._ttl,
-                               now=self._clock(), metrics=self._metrics, stopping=self._stop.is_set)
+                               now=now, metrics=self._metrics, stopping=self._stop.is_set)
+            if self._next_sweep is None or self._monotonic() >= self._next_sweep:
+                # Scheduled before it runs: a sweep that keeps failing is not retried every pass (on FerretDB each
+                # reads both buckets whole).
+                self._next_sweep = self._monotonic() + self._orphan_sweep_s
+                counts |= sweep_orphans(videos=self._videos, mp3s=self._mp3s, metrics=self._metrics,
+                                        written_before=now - self._orphan_grace, stopping=self._stop.is_set)
         except Exception:  # noqa: BLE001 - the reaper must outlive MongoDB outages and bugs alike
             self._metrics.reaper_errors.inc()
             log.exception("retention pass failed; retrying in %.0f s", self._interval)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
+from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from mp3core.mongo import retry_transient
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
+_LOOKUP = 500  # file ids per files query when telling orphans apart
 
 
 class MissingFile(Exception):
@@ -76,3 +80,43 @@ class Bucket:
     def delete(self, fid: str) -> None:
         """Deletes the file and its chunks; a missing file, or chunks without one, is fine."""
         delete_file(self._files, self._chunks, ObjectId(fid))
+
+    # --- orphaned chunks (the reaper) ------------------------------------------------------------------
+
+    @retry_transient
+    def orphaned_files(self, written_before: datetime, limit: int) -> list[ObjectId]:
+        """Ids of up to `limit` files that have chunks but no files document, whose id and first chunk both date
+        from before written_before: what an upload that died before its files document leaves (ChunkWriter
+        writes the files document last, and chunk 0 first).
+
+        Ages come from ObjectIds (the writer makes the file id when the upload starts, the driver each chunk's
+        _id when it is inserted), so no field is needed. One query on the chunks: on MongoDB it reads the
+        files_id_1_n_1 index and one chunk per old file; FerretDB reads the whole bucket for it, so call this
+        rarely (ORPHAN_SWEEP_INTERVAL_SECONDS).
+        """
+        cutoff = ObjectId.from_datetime(written_before)
+        cursor = self._chunks.find({"files_id": {"$lt": cutoff}, "n": 0, "_id": {"$lt": cutoff}},
+                                   {"files_id": 1, "_id": 0}, batch_size=_LOOKUP)
+        ids: Iterator[ObjectId] = (doc["files_id"] for doc in cursor)
+        orphans: list[ObjectId] = []
+        try:
+            while len(orphans) < limit and (piece := list(islice(ids, _LOOKUP))):
+                orphans += self._without_files_document(piece)
+        finally:
+            cursor.close()
+        return orphans[:limit]
+
+    @retry_transient
+    def delete_orphans(self, file_ids: list[ObjectId]) -> list[ObjectId]:
+        """Deletes the chunks of those files that still have no files document; returns their ids.
+
+        Checked again right before deleting, so an upload that closed since orphaned_files() keeps its chunks.
+        """
+        gone = self._without_files_document(file_ids)
+        if gone:
+            self._chunks.delete_many({"files_id": {"$in": gone}})
+        return gone
+
+    def _without_files_document(self, file_ids: list[ObjectId]) -> list[ObjectId]:
+        present = {doc["_id"] for doc in self._files.find({"_id": {"$in": file_ids}}, {"_id": 1})}
+        return [fid for fid in file_ids if fid not in present]

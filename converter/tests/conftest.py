@@ -142,6 +142,7 @@ class FakeBucket:
         self.calls: list[tuple] = []
         self.fail_replace: list[Exception] = []
         self.fresh: list[bool] = []  # replace()'s fresh flag per call
+        self.orphans: list[str] = []  # ids of files with chunks but no files document (abandoned uploads)
 
     def download_to(self, fid, dst: Path):
         self.calls.append(("download_to", fid))
@@ -161,6 +162,16 @@ class FakeBucket:
     def delete(self, fid):
         self.calls.append(("delete", fid))
         self.files.pop(fid, None)
+
+    def orphaned_files(self, written_before, limit):
+        self.calls.append(("orphaned_files", written_before, limit))
+        return self.orphans[:limit]
+
+    def delete_orphans(self, file_ids):
+        self.calls.append(("delete_orphans", list(file_ids)))
+        gone = [fid for fid in file_ids if fid in self.orphans]
+        self.orphans = [fid for fid in self.orphans if fid not in gone]
+        return gone
 
 
 def queued_job(**changes: Any) -> dict[str, Any]:

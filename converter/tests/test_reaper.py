@@ -142,9 +142,54 @@ def test_stop_request_ends_the_pass_early(world):
     assert mp3s.calls == [] and videos.calls == []
 
 
-def make_reaper(jobs, videos, mp3s, interval_s=3600.0):
+def make_reaper(jobs, videos, mp3s, interval_s=3600.0, monotonic=time.monotonic):
     return reaper.Reaper(jobs=jobs, videos=videos, mp3s=mp3s, ttl=TTL, interval_s=interval_s, metrics=METRICS,
-                         clock=lambda: NOW)
+                         orphan_grace=timedelta(hours=6), orphan_sweep_s=3600, clock=lambda: NOW,
+                         monotonic=monotonic)
+
+
+NO_ORPHANS = {"orphan_video": 0, "orphan_mp3": 0}
+
+
+def test_a_sweep_deletes_the_chunks_of_abandoned_uploads_in_both_buckets(videos, mp3s):
+    videos.orphans, mp3s.orphans = ["v1", "v2"], ["m1"]
+    before = {kind: REAPER_DELETIONS.labels(kind)._value.get() for kind in NO_ORPHANS}
+
+    counts = reaper.sweep_orphans(videos=videos, mp3s=mp3s, written_before=NOW - timedelta(hours=6), metrics=METRICS)
+
+    assert counts == {"orphan_video": 2, "orphan_mp3": 1} and videos.orphans == mp3s.orphans == []
+    assert videos.calls == [("orphaned_files", NOW - timedelta(hours=6), reaper.ORPHAN_BATCH),
+                            ("delete_orphans", ["v1", "v2"])]
+    assert {kind: REAPER_DELETIONS.labels(kind)._value.get() - before[kind] for kind in NO_ORPHANS} == counts
+
+
+def test_a_sweep_deletes_at_most_a_batch_per_bucket(videos, mp3s, monkeypatch):
+    monkeypatch.setattr(reaper, "ORPHAN_BATCH", 2)
+    videos.orphans = ["v1", "v2", "v3"]
+    assert reaper.sweep_orphans(videos=videos, mp3s=mp3s, written_before=NOW, metrics=METRICS)["orphan_video"] == 2
+    assert videos.orphans == ["v3"]  # the next sweep's
+
+
+def test_nothing_found_deletes_nothing(videos, mp3s):
+    assert reaper.sweep_orphans(videos=videos, mp3s=mp3s, written_before=NOW, metrics=METRICS) == NO_ORPHANS
+    assert [call[0] for call in videos.calls + mp3s.calls] == ["orphaned_files", "orphaned_files"]
+
+
+def test_orphans_are_swept_at_the_first_pass_then_once_per_sweep_interval(world):
+    jobs, videos, mp3s = world
+    clock = [0.0]
+    r = make_reaper(jobs, videos, mp3s, monotonic=lambda: clock[0])
+
+    def sweeps() -> int:
+        return sum(call[0] == "orphaned_files" for call in videos.calls)
+
+    assert r.run_once() == {"mp3": 1, "video": 1, **NO_ORPHANS} and sweeps() == 1
+    clock[0] = 3599.0
+    assert r.run_once() == {"mp3": 0, "video": 0} and sweeps() == 1  # retention passes go on in between
+    clock[0] = 3600.0
+    videos.orphans = ["v1"]
+    assert r.run_once() == {"mp3": 0, "video": 0, "orphan_video": 1, "orphan_mp3": 0} and sweeps() == 2
+    assert ("orphaned_files", NOW - timedelta(hours=6), reaper.ORPHAN_BATCH) in videos.calls  # the grace period
 
 
 def test_run_once_logs_and_counts_errors_instead_of_raising(world, caplog):
@@ -164,7 +209,7 @@ def test_run_once_logs_and_counts_errors_instead_of_raising(world, caplog):
 def test_run_once_creates_the_index_once(world):
     jobs, videos, mp3s = world
     r = make_reaper(jobs, videos, mp3s)
-    assert r.run_once() == {"mp3": 1, "video": 1}
+    assert r.run_once() == {"mp3": 1, "video": 1, **NO_ORPHANS}
     assert r.run_once() == {"mp3": 0, "video": 0}
     assert jobs.calls.count("ensure_retention_index") == 1
 
