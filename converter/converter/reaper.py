@@ -119,7 +119,8 @@ class Reaper:
             self._thread.join(timeout_s)
 
     def run_once(self) -> dict[str, int] | None:
-        """One pass with errors logged and counted; the counts, or None if the pass failed."""
+        """One pass with errors logged and counted; the counts (mp3, video, and orphan_video/orphan_mp3 when a
+        sweep deleted some), or None if the pass failed."""
         try:
             if not self._indexed:
                 self._jobs.ensure_retention_index()
@@ -131,8 +132,9 @@ class Reaper:
                 # Scheduled before it runs: a sweep that keeps failing is not retried every pass (on FerretDB each
                 # reads both buckets whole).
                 self._next_sweep = self._monotonic() + self._orphan_sweep_s
-                counts |= sweep_orphans(videos=self._videos, mp3s=self._mp3s, metrics=self._metrics,
-                                        written_before=now - self._orphan_grace, stopping=self._stop.is_set)
+                swept = sweep_orphans(videos=self._videos, mp3s=self._mp3s, metrics=self._metrics,
+                                      written_before=now - self._orphan_grace, stopping=self._stop.is_set)
+                counts |= {kind: n for kind, n in swept.items() if n}  # orphan kinds only when some went
         except Exception:  # noqa: BLE001 - the reaper must outlive MongoDB outages and bugs alike
             self._metrics.reaper_errors.inc()
             log.exception("retention pass failed; retrying in %.0f s", self._interval)
