@@ -23,6 +23,10 @@ worker_connections = 2000
 # Idle time between keep-alive requests, and also the deadline for a request's line and headers:
 # gevent's worker reads them under this timeout and closes a connection that has not sent them.
 keepalive = 5
+# gunicorn's defaults, stated because gateway.worker's JSON error messages quote them (a test checks).
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 # The arbiter restarts a worker whose event loop did not run for this long (a CPU-bound request).
 timeout = 120
 graceful_timeout = 30

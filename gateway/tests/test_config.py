@@ -139,6 +139,12 @@ def test_gunicorn_conf_binds_host_port_with_an_event_loop_worker(monkeypatch):
     assert (conf.worker_class, conf.workers) == ("gateway.worker.GatewayWorker", 1)
     assert conf.worker_connections >= 1000
     assert 0 < conf.keepalive <= 10  # also the deadline for a request's headers
+    # The errors gunicorn answers itself quote these limits.
+    from gateway.worker import MESSAGES
+
+    assert f"at most {conf.limit_request_line} bytes" in MESSAGES[414]
+    assert f"at most {conf.limit_request_field_size} bytes" in MESSAGES[431]
+    assert f"at most {conf.limit_request_fields})" in MESSAGES[431]
     assert (conf.timeout, conf.graceful_timeout, conf.accesslog) == (120, 30, "-")
 
     conf = _load_gunicorn_conf(monkeypatch, {"HOST": "0.0.0.0", "PORT": "8081"})
