@@ -110,6 +110,7 @@ OPENAPI: dict = {
                     (400, "The body is not a JSON object with a valid email and a password of 8 to 1024 characters."),
                     UNAUTHORIZED,
                     (403, "The token is not an admin's."),
+                    (408, "The body stopped arriving for BODY_READ_TIMEOUT_S seconds."),
                     (409, "A user with this email exists."),
                     (413, "The body is larger than 64 KiB."),
                     UNAVAILABLE,
@@ -150,8 +151,12 @@ OPENAPI: dict = {
                     {"202": _json("Queued (or, for a repeated Idempotency-Key, the first upload's job).", _ref("Accepted"))},
                     (400, "Not multipart, no/several file parts, an empty file, an invalid option or Idempotency-Key."),
                     UNAUTHORIZED,
-                    (413, "The body is larger than MAX_UPLOAD_MB."),
+                    (408, "The body stopped arriving for BODY_READ_TIMEOUT_S seconds."),
+                    (413, "The body is larger than MAX_UPLOAD_MB, or would take the user's videos and MP3s past "
+                          "MAX_STORED_MB_PER_USER."),
                     (415, "The file does not start like a known video container."),
+                    (429, "The user is already streaming MAX_CONCURRENT_UPLOADS_PER_USER uploads, or has "
+                          "MAX_JOBS_IN_FLIGHT_PER_USER jobs queued or converting."),
                     UNAVAILABLE,
                 ),
             }
