@@ -163,3 +163,19 @@ def test_gunicorn_conf_exits_with_one_line_on_bad_config(monkeypatch):
 def test_credentials_stay_out_of_repr():
     settings = Settings.from_env({"MONGO_URI": "mongodb://u:s3cret@db/x", "RABBITMQ_URL": "amqp://u:s3cret@mq/"})
     assert "s3cret" not in repr(settings)
+
+
+def test_gunicorns_master_imports_nothing_that_binds_ssl_before_gevent_patches_it():
+    """pymongo and urllib3 import `ssl` names directly; imported in the master (before the gevent worker's
+    monkey-patching) they would keep the unpatched ones, so TLS to MongoDB would block the event loop."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    code = ("import sys, gateway.gunicorn_conf, gateway.worker; "
+            "print(sorted({'pymongo', 'requests', 'urllib3', 'pika', 'flask'} & {m.split('.')[0] for m in sys.modules}))")
+    gateway_dir = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-c", code], cwd=gateway_dir, capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in os.environ.items() if k not in ENV_VARS})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
