@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from urllib.parse import quote
 from http.cookiejar import DefaultCookiePolicy
 
 import requests
@@ -80,19 +81,35 @@ class AuthClient:
         return User(email=claims["email"], admin=claims.get("admin") is True)
 
     def create_user(self, token: str, json: dict, client_addr: str | None = None) -> AuthReply:
-        headers = {"Authorization": f"Bearer {token}"}
-        if client_addr:
-            headers["X-Forwarded-For"] = client_addr
-        return _reply(self._post("/users", headers=headers, json=json))
+        return _reply(self._post("/users", headers=_headers(token, client_addr), json=json))
+
+    def delete_user(self, token: str, email: str, client_addr: str | None = None) -> AuthReply:
+        """Admins only (auth decides); the address travels percent-encoded as one path segment."""
+        return _reply(self._call("DELETE", "/users/" + quote(email, safe=""), headers=_headers(token, client_addr)))
+
+    def change_password(self, token: str, json: dict, client_addr: str | None = None) -> AuthReply:
+        """The caller's own password; auth answers a fresh token and counts wrong current passwords."""
+        return _reply(self._post("/users/me/password", headers=_headers(token, client_addr), json=json))
 
     def _post(self, path: str, **kwargs) -> requests.Response:
+        return self._call("POST", path, **kwargs)
+
+    def _call(self, method: str, path: str, **kwargs) -> requests.Response:
         try:
             return self._session.request(
-                "POST", self._base + path, timeout=TIMEOUT, allow_redirects=False, **kwargs
+                method, self._base + path, timeout=TIMEOUT, allow_redirects=False, **kwargs
             )
         except requests.RequestException as exc:
             log.warning("auth service unreachable: %r", exc)
             raise ServiceUnavailable("the auth service is unavailable, try again later") from exc
+
+
+def _headers(token: str, client_addr: str | None) -> dict[str, str]:
+    # The client address lets auth rate-limit per client, as for /login.
+    headers = {"Authorization": f"Bearer {token}"}
+    if client_addr:
+        headers["X-Forwarded-For"] = client_addr
+    return headers
 
 
 def _reply(response: requests.Response) -> AuthReply:

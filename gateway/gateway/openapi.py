@@ -117,6 +117,44 @@ OPENAPI: dict = {
                 ),
             }
         },
+        "/users/{email}": {
+            "delete": {
+                "summary": "Delete a user (admins only); their tokens stop working at once.",
+                "operationId": "deleteUser",
+                "parameters": [{"name": "email", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": _responses(
+                    {"204": {"description": "Deleted."}},
+                    UNAUTHORIZED,
+                    (403, "The token is not an admin's."),
+                    (404, "No such user."),
+                    (409, "An admin cannot delete their own account."),
+                    UNAVAILABLE,
+                ),
+            }
+        },
+        "/users/me/password": {
+            "post": {
+                "summary": "Change the caller's password; answers a fresh token, every earlier one is refused.",
+                "operationId": "changePassword",
+                "requestBody": {"required": True, "content": {JSON: {"schema": _ref("PasswordChange")}}},
+                "responses": _responses(
+                    {
+                        "200": {
+                            "description": "A fresh token, as plain text.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                    (400, "The body is not a JSON object with current_password and a new_password of 8 to 1024 "
+                          "characters."),
+                    UNAUTHORIZED,
+                    (403, "The current password is wrong."),
+                    (408, "The body stopped arriving for BODY_READ_TIMEOUT_S seconds."),
+                    (413, "The body is larger than 64 KiB."),
+                    (429, "Too many wrong passwords for this user or address; see Retry-After."),
+                    UNAVAILABLE,
+                ),
+            }
+        },
         "/upload": {
             "post": {
                 "summary": "Upload a video to convert; the job is queued.",
@@ -309,6 +347,15 @@ OPENAPI: dict = {
                     "password": {"type": "string", "minLength": 8, "maxLength": 1024},
                     "admin": {"type": "boolean", "default": False},
                 },
+            },
+            "PasswordChange": {
+                "type": "object",
+                "required": ["current_password", "new_password"],
+                "properties": {
+                    "current_password": {"type": "string"},
+                    "new_password": {"type": "string", "minLength": 8, "maxLength": 1024},
+                },
+                "additionalProperties": False,
             },
             "User": {
                 "type": "object",

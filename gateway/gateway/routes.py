@@ -116,6 +116,26 @@ def create_user():
     return _relay(deps().auth.create_user(token, body, client_addr=request.remote_addr))
 
 
+@bp.delete("/users/<path:email>")
+def delete_user(email: str):
+    token = _bearer_token()
+    if not _current_user().admin:
+        raise Forbidden("only admins may delete users")
+    return _relay(deps().auth.delete_user(token, email, client_addr=request.remote_addr))
+
+
+@bp.post("/users/me/password")
+def change_password():
+    token = _bearer_token()
+    _current_user()  # the token is checked before a body byte is read, as for every route with a body
+    request.max_content_length = USERS_BODY_MAX  # werkzeug answers 413 past this
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object with current_password and new_password")
+    reply = deps().auth.change_password(token, body, client_addr=request.remote_addr)
+    return _relay(reply, ok_content_type="text/plain; charset=utf-8")
+
+
 @bp.post("/upload")
 def upload():
     d = deps()

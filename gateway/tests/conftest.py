@@ -251,6 +251,16 @@ class FakeAuth:
         self._check_up()
         return self.reply
 
+    def delete_user(self, token: str, email: str, client_addr: str | None = None) -> AuthReply:
+        self.calls.append(("delete_user", token, email, client_addr))
+        self._check_up()
+        return self.reply
+
+    def change_password(self, token: str, json: dict, client_addr: str | None = None) -> AuthReply:
+        self.calls.append(("change_password", token, json, client_addr))
+        self._check_up()
+        return self.reply
+
 
 # ---------------------------------------------------------------- request bodies
 

@@ -167,3 +167,38 @@ def test_create_user_body_over_64_kib_is_413(client, auth):
     assert response.status_code == 413
     assert set(response.get_json()) == {"error"}
     assert [call for call in auth.calls if call[0] == "create_user"] == []
+
+
+def test_delete_user_relays_to_auth_for_admins_only(client, auth):
+    auth.reply = AuthReply(204, b"", "text/plain", {})
+    response = client.delete("/users/ann%2Bx@example.com", headers={"Authorization": "Bearer admin-token"},
+                             environ_base={"REMOTE_ADDR": "203.0.113.7"})
+    assert response.status_code == 204
+    assert auth.calls[-1] == ("delete_user", "admin-token", "ann+x@example.com", "203.0.113.7")
+
+    calls = len(auth.calls)
+    response = client.delete("/users/bob@example.com", headers={"Authorization": "Bearer alice-token"})
+    assert response.status_code == 403 and response.get_json() == {"error": "only admins may delete users"}
+    assert not [c for c in auth.calls[calls:] if c[0] == "delete_user"]
+
+
+def test_password_change_checks_the_token_before_reading_the_body(client, auth):
+    response = client.post("/users/me/password", headers={"Authorization": "Bearer forged"},
+                           json={"current_password": "x", "new_password": "y" * 8})
+    assert response.status_code == 401 and not [c for c in auth.calls if c[0] == "change_password"]
+
+    response = client.post("/users/me/password", headers={"Authorization": "Bearer alice-token"}, data=b"[1]",
+                           content_type="application/json")
+    assert response.status_code == 400 and "current_password" in response.get_json()["error"]
+
+
+def test_password_change_relays_the_fresh_token_and_auth_errors(client, auth):
+    body = {"current_password": "old password", "new_password": "new password"}
+    auth.reply = AuthReply(200, b"fresh.jwt.token", "text/html", {})
+    response = client.post("/users/me/password", headers={"Authorization": "Bearer alice-token"}, json=body)
+    assert (response.status_code, response.mimetype, response.get_data()) == (200, "text/plain", b"fresh.jwt.token")
+    assert auth.calls[-1][0:3] == ("change_password", "alice-token", body)
+
+    auth.reply = AuthReply(429, b'{"error": "too many failed logins"}', "application/json", {"Retry-After": "60"})
+    response = client.post("/users/me/password", headers={"Authorization": "Bearer alice-token"}, json=body)
+    assert response.status_code == 429 and response.headers["Retry-After"] == "60"
