@@ -14,7 +14,7 @@ import common as c
 HERE = Path(__file__).resolve().parent
 # name -> script; `run_all.py convert e2e` runs a subset.
 BENCHMARKS = {"convert": "bench_convert.py", "transfer": "bench_transfer.py", "e2e": "bench_e2e.py",
-              "profile": "profile_steps.py"}
+              "profile": "profile_steps.py", "slow_clients": "bench_slow_clients.py"}
 
 
 def main(argv: list[str]) -> int:
