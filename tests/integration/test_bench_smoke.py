@@ -21,7 +21,7 @@ pytest.importorskip("moviepy", reason="bench/requirements.txt is not installed (
 if not (shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").exists()):
     pytest.skip("py-spy from bench/requirements.txt is not installed", allow_module_level=True)
 
-BENCHMARKS = ("convert", "transfer", "e2e", "profile")
+BENCHMARKS = ("convert", "transfer", "e2e", "profile", "slow_clients")
 
 
 def test_every_benchmark_runs_and_measures_every_target(servers, tmp_path):
@@ -40,4 +40,8 @@ def test_every_benchmark_runs_and_measures_every_target(servers, tmp_path):
         assert [t["name"] for t in doc["targets"] if t["value"] is None] == []
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
     assert summary["failed"] == []
-    assert {row["benchmark"] for row in summary["targets"]} == {"convert", "transfer", "e2e"}
+    assert {row["benchmark"] for row in summary["targets"]} == {"convert", "transfer", "e2e", "slow_clients"}
+
+    [row] = json.loads((tmp_path / "results" / "slow_clients.json").read_text())["rows"]
+    assert row["healthz_loaded"]["samples"] > 0 and row["healthz_loaded"]["failures"] == []
+    assert row["slow_connections"]["bodies_answered_early"] == 0  # every trickling body was being read
