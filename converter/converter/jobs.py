@@ -69,8 +69,9 @@ class Jobs(JobsCollection):
 
     @retry_transient
     def ensure_retention_index(self) -> None:
-        """The index the reaper's queries use; creating an existing index is a no-op, so every replica may."""
+        """The indexes the reaper's queries use; creating an existing index is a no-op, so every replica may."""
         self._jobs.create_index([("status", ASCENDING), ("expires_at", ASCENDING)])
+        self._jobs.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
 
     @retry_transient
     def expired_mp3s(self, now: datetime, limit: int) -> list[dict[str, Any]]:
@@ -105,3 +106,23 @@ class Jobs(JobsCollection):
         result = self._jobs.update_one({"_id": job_id, "status": FAILED, "video_fid": video_fid},
                                        {"$set": {"video_fid": None}})
         return result.matched_count == 1
+
+    @retry_transient
+    def stale_final_jobs(self, updated_before: datetime, limit: int) -> list[dict[str, Any]]:
+        """Expired and failed jobs last updated before updated_before, oldest first, with the files they may still
+        reference: [{"_id", "status", "video_fid", "mp3_fid", "mp3_fid_planned"}] (missing fields left out)."""
+        return list(self._jobs.find({"status": {"$in": [EXPIRED, FAILED]}, "updated_at": {"$lte": updated_before}},
+                                    {"status": 1, "video_fid": 1, "mp3_fid": 1, "mp3_fid_planned": 1},
+                                    sort=[("updated_at", ASCENDING)], limit=limit))
+
+    @retry_transient
+    def delete_final(self, job_id: str, status: str, updated_before: datetime) -> bool:
+        """Deletes the job only if it is still in that final status and last updated before updated_before; True if
+        this call deleted it.
+
+        delete_one's deleted_count is exact on FerretDB v1 too, so of several replicas reaping at once only one
+        counts it; a job that changed since it was read (a newer updated_at) is kept. A retry after a lost reply
+        finds nothing and answers False: the job is gone either way.
+        """
+        result = self._jobs.delete_one({"_id": job_id, "status": status, "updated_at": {"$lte": updated_before}})
+        return result.deleted_count == 1

@@ -133,6 +133,21 @@ class FakeJobs:
         doc["video_fid"] = None
         return True
 
+    def stale_final_jobs(self, updated_before, limit):
+        self.calls.append("stale_final_jobs")
+        found = sorted((d for d in self.docs.values() if d["status"] in ("expired", "failed")
+                        and d["updated_at"] <= updated_before), key=lambda d: d["updated_at"])
+        fields = ("_id", "status", "video_fid", "mp3_fid", "mp3_fid_planned")
+        return [{k: d[k] for k in fields if k in d} for d in found[:limit]]
+
+    def delete_final(self, job_id, status, updated_before):
+        self.calls.append("delete_final")
+        doc = self.docs.get(job_id)
+        if doc is None or doc["status"] != status or doc["updated_at"] > updated_before:
+            return False
+        del self.docs[job_id]
+        return True
+
 
 class FakeBucket:
     """In-memory stand-in for converter.storage.Bucket; `fail_replace` makes the next uploads raise."""

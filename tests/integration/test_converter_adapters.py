@@ -114,6 +114,33 @@ def test_retention_queries_and_conditional_updates(db, jobs):
     assert job["video_fid"] is None and job["updated_at"] == NOW - timedelta(days=2)
 
 
+def test_stale_final_jobs_and_conditional_delete(db, jobs):
+    jobs.ensure_retention_index()
+    cutoff = NOW - timedelta(days=30)
+    owner = f"{uuid.uuid4().hex}@example.com"  # the collection is shared: look only at this test's jobs
+    video, planned = str(ObjectId()), str(ObjectId())
+    failed = insert(db, owner=owner, status="failed", video_fid=video, mp3_fid_planned=planned,
+                    updated_at=cutoff - timedelta(minutes=2))
+    expired = insert(db, owner=owner, status="expired", updated_at=cutoff - timedelta(minutes=1))
+    kept = {insert(db, owner=owner, status="failed", updated_at=cutoff + timedelta(minutes=1)),
+            insert(db, owner=owner, status="expired", updated_at=cutoff + timedelta(minutes=1)),
+            insert(db, owner=owner, status="done", updated_at=cutoff - timedelta(days=9)),
+            insert(db, owner=owner, status="queued", updated_at=cutoff - timedelta(days=9))}
+
+    found = [job for job in jobs.stale_final_jobs(cutoff, 1000) if job["_id"] in (failed, expired)]
+    assert found[0] == {"_id": failed, "status": "failed", "video_fid": video, "mp3_fid": None,
+                        "mp3_fid_planned": planned}
+    assert (found[1]["_id"], found[1]["status"]) == (expired, "expired")  # oldest first
+    assert not kept & {job["_id"] for job in jobs.stale_final_jobs(cutoff, 1000)}
+
+    assert jobs.delete_final(failed, "expired", cutoff) is False  # not in that state
+    assert jobs.delete_final(expired, "expired", cutoff - timedelta(minutes=2)) is False  # not that old
+    assert jobs.delete_final(failed, "failed", cutoff) is True
+    assert jobs.delete_final(failed, "failed", cutoff) is False  # a second replica deletes nothing
+    assert jobs.get(failed) is None and jobs.get(expired) is not None
+    assert {job["_id"] for job in db["jobs"].find({"owner": owner})} == kept | {expired}
+
+
 def stored(db, bucket: str, fid: str) -> tuple[int, int]:
     oid = ObjectId(fid)
     return db[f"{bucket}.files"].count_documents({"_id": oid}), db[f"{bucket}.chunks"].count_documents({"files_id": oid})
