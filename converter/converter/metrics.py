@@ -26,9 +26,10 @@ class Metrics:
                          "Jobs finished by this converter: done, failed, or dropped (deleted by the user first).",
                          "outcome", ("done", "failed", "dropped")),
             reaper_deletions=counter(registry, "converter_reaper_deletions_total",
-                                     "Files deleted by retention: kind=mp3 (expired results), video (of failed jobs), "
-                                     "orphan_video and orphan_mp3 (chunks of uploads that never finished).",
-                                     "kind", ("mp3", "video", "orphan_video", "orphan_mp3")),
+                                     "Deleted by retention: kind=mp3 (expired results), video (of failed jobs), job "
+                                     "(expired and failed job documents past JOB_RETENTION_DAYS), orphan_video and "
+                                     "orphan_mp3 (chunks of uploads that never finished).",
+                                     "kind", ("mp3", "video", "job", "orphan_video", "orphan_mp3")),
             reaper_errors=counter(registry, "converter_reaper_errors_total",
                                   "Reaper passes cut short by an error (the next pass retries)."),
         )

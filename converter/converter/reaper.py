@@ -1,5 +1,5 @@
-"""Retention reaper: a background thread that deletes expired MP3s, the videos of long-failed jobs, and the chunks
-of uploads that never finished."""
+"""Retention reaper: a background thread that deletes expired MP3s, the videos of long-failed jobs, old expired and
+failed jobs themselves, and the chunks of uploads that never finished."""
 
 from __future__ import annotations
 
@@ -24,16 +24,19 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def reap_once(*, jobs: Jobs, videos: Bucket, mp3s: Bucket, ttl: timedelta, now: datetime, metrics: Metrics,
-              stopping: Callable[[], bool] = lambda: False) -> dict[str, int]:
-    """One retention pass; returns how many MP3s and videos this pass deleted.
+def reap_once(*, jobs: Jobs, videos: Bucket, mp3s: Bucket, ttl: timedelta, job_retention: timedelta, now: datetime,
+              metrics: Metrics, stopping: Callable[[], bool] = lambda: False) -> dict[str, int]:
+    """One retention pass; returns how many MP3s, videos and jobs this pass deleted.
+
+    Expired and failed jobs are deleted job_retention after their last update, with any file they still reference.
 
     Safe with several replicas reaping at once: the file is deleted first (a repeated delete is a no-op), then
-    the job is updated only if it still points at that file, so a crash in between just repeats the delete
-    next time, and the end state is the same whoever gets there first. (Counts are exact on MongoDB; FerretDB
-    v1 may let two racing replicas both count one deletion.) Errors propagate: the caller logs them.
+    the job is updated (or deleted) only if it is still in the state that was read, so a crash in between just
+    repeats the delete next time, and the end state is the same whoever gets there first. (Counts are exact on
+    MongoDB, and for deleted jobs on FerretDB too; FerretDB v1 may let two racing replicas both count one expired
+    MP3 or deleted video.) Errors propagate: the caller logs them.
     """
-    counts = {"mp3": 0, "video": 0}
+    counts = {"mp3": 0, "video": 0, "job": 0}
 
     def expire_mp3(job: dict) -> None:
         if job.get("mp3_fid"):
@@ -50,9 +53,26 @@ def reap_once(*, jobs: Jobs, videos: Bucket, mp3s: Bucket, ttl: timedelta, now: 
             metrics.reaper_deletions.labels("video").inc()
             log.info("video of a failed job deleted", extra={"job_id": job["_id"], "video_fid": job["video_fid"]})
 
+    def delete_job(job: dict) -> None:
+        # Files first: once the job is gone nothing would point at them. Expired jobs' files went earlier, and a
+        # repeated delete is a no-op; the planned MP3 id covers what a failed attempt may have stored.
+        for bucket, fid in _referenced_files(job, videos=videos, mp3s=mp3s):
+            bucket.delete(fid)
+        if jobs.delete_final(job["_id"], job["status"], now - job_retention):
+            counts["job"] += 1
+            metrics.reaper_deletions.labels("job").inc()
+            log.info("job deleted after retention", extra={"job_id": job["_id"], "status": job["status"]})
+
     _in_batches(lambda: jobs.expired_mp3s(now, BATCH), expire_mp3, stopping)
     _in_batches(lambda: jobs.stale_failed_videos(now - ttl, BATCH), delete_video, stopping)
+    _in_batches(lambda: jobs.stale_final_jobs(now - job_retention, BATCH), delete_job, stopping)
     return counts
+
+
+def _referenced_files(job: dict, *, videos: Bucket, mp3s: Bucket) -> list[tuple[Bucket, str]]:
+    """(bucket, file id) of every file the job document names, each once."""
+    mp3_fids = dict.fromkeys(fid for fid in (job.get("mp3_fid"), job.get("mp3_fid_planned")) if fid)
+    return ([(videos, job["video_fid"])] if job.get("video_fid") else []) + [(mp3s, fid) for fid in mp3_fids]
 
 
 def sweep_orphans(*, videos: Bucket, mp3s: Bucket, written_before: datetime, metrics: Metrics,
@@ -96,11 +116,12 @@ class Reaper:
     orphan_sweep_s (the first pass included); an error is logged, never fatal."""
 
     def __init__(self, *, jobs: Jobs, videos: Bucket, mp3s: Bucket, ttl: timedelta, interval_s: float,
-                 metrics: Metrics, orphan_grace: timedelta = timedelta(hours=24), orphan_sweep_s: float = 3600,
+                 metrics: Metrics, job_retention: timedelta = timedelta(days=30),
+                 orphan_grace: timedelta = timedelta(hours=24), orphan_sweep_s: float = 3600,
                  clock: Callable[[], datetime] = _now, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._jobs, self._videos, self._mp3s = jobs, videos, mp3s
         self._metrics = metrics
-        self._ttl, self._interval = ttl, interval_s
+        self._ttl, self._job_retention, self._interval = ttl, job_retention, interval_s
         self._orphan_grace, self._orphan_sweep_s = orphan_grace, orphan_sweep_s
         self._clock, self._monotonic = clock, monotonic
         self._next_sweep: float | None = None  # None: at the first pass
@@ -119,15 +140,16 @@ class Reaper:
             self._thread.join(timeout_s)
 
     def run_once(self) -> dict[str, int] | None:
-        """One pass with errors logged and counted; the counts (mp3, video, and orphan_video/orphan_mp3 when a
-        sweep deleted some), or None if the pass failed."""
+        """One pass with errors logged and counted; the counts (mp3, video, job, and orphan_video/orphan_mp3 when
+        a sweep deleted some), or None if the pass failed."""
         try:
             if not self._indexed:
                 self._jobs.ensure_retention_index()
                 self._indexed = True
             now = self._clock()
             counts = reap_once(jobs=self._jobs, videos=self._videos, mp3s=self._mp3s, ttl=self._ttl,
-                               now=now, metrics=self._metrics, stopping=self._stop.is_set)
+                               job_retention=self._job_retention, now=now, metrics=self._metrics,
+                               stopping=self._stop.is_set)
             if self._next_sweep is None or self._monotonic() >= self._next_sweep:
                 # Scheduled before it runs: a sweep that keeps failing is not retried every pass (on FerretDB each
                 # reads both buckets whole).

@@ -22,6 +22,7 @@ from converter.reaper import Reaper  # noqa: E402
 from converter.storage import Bucket  # noqa: E402
 
 TTL = timedelta(hours=24)
+RETENTION = timedelta(days=30)
 SIZE = 600 * 1024  # three GridFS chunks (255 KiB each): every one of them must go
 
 
@@ -59,7 +60,8 @@ def new_job(db, now: datetime, **fields) -> str:
 
 def reaper_for(db, now: datetime) -> Reaper:
     return Reaper(jobs=Jobs(db["jobs"], mp3_ttl=TTL), videos=Bucket(db, "videos"), mp3s=Bucket(db, "mp3s"),
-                  ttl=TTL, interval_s=3600, metrics=Metrics.create(CollectorRegistry()), clock=lambda: now)
+                  ttl=TTL, job_retention=RETENTION, interval_s=3600, metrics=Metrics.create(CollectorRegistry()),
+                  clock=lambda: now)
 
 
 def test_one_pass_deletes_expired_mp3s_and_old_failed_videos_and_keeps_the_rest(db):
@@ -73,7 +75,7 @@ def test_one_pass_deletes_expired_mp3s_and_old_failed_videos_and_keeps_the_rest(
     new_failed = new_job(db, now, status="failed", error="no audio", updated_at=now - timedelta(hours=1))
     db["jobs"].update_one({"_id": new_failed}, {"$set": {"video_fid": (new_video := put(db, "videos", new_failed))}})
 
-    assert reaper_for(db, now).run_once() == {"mp3": 1, "video": 1}
+    assert reaper_for(db, now).run_once() == {"mp3": 1, "video": 1, "job": 0}
 
     assert stored(db, "mp3s", expired_mp3) == (0, 0)
     job = db["jobs"].find_one({"_id": expired})
@@ -91,7 +93,7 @@ def test_one_pass_deletes_expired_mp3s_and_old_failed_videos_and_keeps_the_rest(
     assert db["jobs"].find_one({"_id": new_failed})["video_fid"] == new_video
 
     # The next pass finds nothing left to do.
-    assert reaper_for(db, now).run_once() == {"mp3": 0, "video": 0}
+    assert reaper_for(db, now).run_once() == {"mp3": 0, "video": 0, "job": 0}
 
 
 def test_replicas_reaping_at_once_leave_every_mp3_deleted_and_every_job_expired(db):
@@ -123,3 +125,70 @@ def test_replicas_reaping_at_once_leave_every_mp3_deleted_and_every_job_expired(
     for job_id, fid in mp3s.items():
         assert stored(db, "mp3s", fid) == (0, 0)
         assert db["jobs"].find_one({"_id": job_id})["status"] == "expired"
+
+
+def test_final_jobs_past_retention_go_with_their_files_and_the_rest_stay(db):
+    now = datetime.now(timezone.utc)
+    old, recent = now - RETENTION - timedelta(minutes=1), now - RETENTION + timedelta(minutes=1)
+    failed = new_job(db, now, status="failed", error="no audio", updated_at=old)
+    video, planned = put(db, "videos", failed), put(db, "mp3s", failed)  # a failed attempt's MP3 under the plan
+    db["jobs"].update_one({"_id": failed}, {"$set": {"video_fid": video, "mp3_fid_planned": planned}})
+    expired = new_job(db, now, status="expired", updated_at=old)
+    recent_failed = new_job(db, now, status="failed", error="no audio", updated_at=recent)
+    recent_expired = new_job(db, now, status="expired", updated_at=recent)
+    done = new_job(db, now, expires_at=now + timedelta(hours=1), updated_at=old)
+    done_mp3 = put(db, "mp3s", done)
+    db["jobs"].update_one({"_id": done}, {"$set": {"mp3_fid": done_mp3}})
+
+    # The failed job's video goes in the video pass, the job and its planned MP3 in the job pass.
+    assert reaper_for(db, now).run_once() == {"mp3": 0, "video": 1, "job": 2}
+
+    assert db["jobs"].count_documents({"_id": {"$in": [failed, expired]}}) == 0
+    assert stored(db, "videos", video) == (0, 0) and stored(db, "mp3s", planned) == (0, 0)
+    assert {job["_id"] for job in db["jobs"].find({}, {"_id": 1})} == {recent_failed, recent_expired, done}
+    assert stored(db, "mp3s", done_mp3) == (1, 3)
+    assert reaper_for(db, now).run_once() == {"mp3": 0, "video": 0, "job": 0}
+
+
+def test_replicas_reaping_at_once_delete_every_old_job_and_its_video_and_count_each_once(db):
+    now = datetime.now(timezone.utc)
+    videos = {}
+    for _ in range(6):
+        job_id = new_job(db, now, status="failed", error="no audio", updated_at=now - RETENTION - timedelta(hours=1))
+        videos[job_id] = put(db, "videos", job_id)
+        db["jobs"].update_one({"_id": job_id}, {"$set": {"video_fid": videos[job_id]}})
+    # Every replica's job pass starts from the same read (the jobs with their videos), so all three race for
+    # every job, whichever replica's video pass got there first.
+    snapshot = Jobs(db["jobs"]).stale_final_jobs(now - RETENTION, 100)
+    assert len(snapshot) == 6
+
+    class ReadBeforeAnyoneActed(Jobs):
+        first = True
+
+        def stale_final_jobs(self, updated_before, limit):
+            if self.first:
+                self.first = False
+                return snapshot
+            return super().stale_final_jobs(updated_before, limit)
+
+    results: list[dict | None] = []
+    start = threading.Barrier(3)
+
+    def replica():
+        r = Reaper(jobs=ReadBeforeAnyoneActed(db["jobs"], mp3_ttl=TTL), videos=Bucket(db, "videos"),
+                   mp3s=Bucket(db, "mp3s"), ttl=TTL, job_retention=RETENTION, interval_s=3600,
+                   metrics=Metrics.create(CollectorRegistry()), clock=lambda: now)
+        start.wait()
+        results.append(r.run_once())
+
+    threads = [threading.Thread(target=replica) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert len(results) == 3 and None not in results  # no replica's pass failed
+    assert sum(r["job"] for r in results) == 6  # delete_one's deleted_count is exact on FerretDB too
+    assert db["jobs"].count_documents({}) == 0
+    for fid in videos.values():
+        assert stored(db, "videos", fid) == (0, 0)
