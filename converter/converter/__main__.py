@@ -32,7 +32,8 @@ def main() -> None:
                     on_permanent=functools.partial(handler.fail, jobs=jobs, metrics=metrics),
                     grace_s=config.shutdown_grace_s, metrics=ConsumerMetrics.create(REGISTRY))
     reaper = Reaper(jobs=jobs, videos=videos, mp3s=mp3s, ttl=ttl, interval_s=config.reaper_interval_s,
-                    metrics=metrics, orphan_grace=timedelta(hours=config.orphan_grace_h),
+                    metrics=metrics, job_retention=timedelta(days=config.job_retention_days),
+                    orphan_grace=timedelta(hours=config.orphan_grace_h),
                     orphan_sweep_s=config.orphan_sweep_s).start()
     health.serve(config.host, config.metrics_port, loop.healthy, REGISTRY)
     try:

@@ -12,9 +12,9 @@ from mp3core.settings import ConfigError, ConsumerSettings, Env
 
 # Every variable this service reads; the ConfigMap and the README's table list the same names.
 ENV_VARS = ConsumerSettings.ENV_VARS + ("VIDEO_QUEUE", "MP3_QUEUE", "MAX_ATTEMPTS", "WORK_DIR", "MP3_TTL_HOURS",
-                                        "REAPER_INTERVAL_SECONDS", "MAX_DURATION_SECONDS", "FFMPEG_TIMEOUT_SECONDS",
-                                        "FFMPEG_CPU_SECONDS", "FFMPEG_MEMORY_MB", "ORPHAN_GRACE_HOURS",
-                                        "ORPHAN_SWEEP_INTERVAL_SECONDS")
+                                        "JOB_RETENTION_DAYS", "REAPER_INTERVAL_SECONDS", "MAX_DURATION_SECONDS",
+                                        "FFMPEG_TIMEOUT_SECONDS", "FFMPEG_CPU_SECONDS", "FFMPEG_MEMORY_MB",
+                                        "ORPHAN_GRACE_HOURS", "ORPHAN_SWEEP_INTERVAL_SECONDS")
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Settings(ConsumerSettings):
     max_attempts: int
     work_dir: str
     mp3_ttl_hours: int            # how long a finished MP3 (and a failed job's video) is kept
+    job_retention_days: int       # how long an expired or failed job is kept after its last update
     reaper_interval_s: int        # how often the retention reaper looks for expired files
     # What one ffmpeg run may take (convert.Limits, built from these in __main__).
     max_duration_s: int           # the longest audio converted
@@ -46,6 +47,7 @@ class Settings(ConsumerSettings):
             max_attempts=env.int("MAX_ATTEMPTS", 3, 1, 100),
             work_dir=work_dir,
             mp3_ttl_hours=env.int("MP3_TTL_HOURS", 24, 1, 24 * 366),
+            job_retention_days=env.int("JOB_RETENTION_DAYS", 30, 1, 3660),
             reaper_interval_s=env.int("REAPER_INTERVAL_SECONDS", 300, 1, 86400),
             max_duration_s=env.int("MAX_DURATION_SECONDS", 4 * 3600, 1, 7 * 86400),
             ffmpeg_timeout_s=env.int("FFMPEG_TIMEOUT_SECONDS", 1800, 10, 7 * 86400),

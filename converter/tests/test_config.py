@@ -22,14 +22,15 @@ def test_defaults_suit_a_local_run():
     assert (s.max_duration_s, s.ffmpeg_timeout_s, s.ffmpeg_cpu_s, s.ffmpeg_memory_mb) == (14400, 1800, 900, 512)
     assert Limits() == Limits(max_duration_s=14400, timeout_s=1800, cpu_s=900, memory_mb=512)  # the same defaults
     assert (s.orphan_grace_h, s.orphan_sweep_s) == (24, 3600)
+    assert s.job_retention_days == 30
 
 
 def test_ffmpeg_limits_and_orphan_sweep_overrides():
     s = Settings.from_env({"MAX_DURATION_SECONDS": "60", "FFMPEG_TIMEOUT_SECONDS": "120", "FFMPEG_CPU_SECONDS": "30",
                            "FFMPEG_MEMORY_MB": "1024", "ORPHAN_GRACE_HOURS": "2",
-                           "ORPHAN_SWEEP_INTERVAL_SECONDS": "600"})
+                           "ORPHAN_SWEEP_INTERVAL_SECONDS": "600", "JOB_RETENTION_DAYS": "7"})
     assert (s.max_duration_s, s.ffmpeg_timeout_s, s.ffmpeg_cpu_s, s.ffmpeg_memory_mb) == (60, 120, 30, 1024)
-    assert (s.orphan_grace_h, s.orphan_sweep_s) == (2, 600)
+    assert (s.orphan_grace_h, s.orphan_sweep_s, s.job_retention_days) == (2, 600, 7)
 
 
 def test_overrides(tmp_path):
@@ -68,6 +69,7 @@ def test_credentials_stay_out_of_repr():
     ({"RABBITMQ_URL": "http://mq"}, "RABBITMQ_URL must start with amqp:// or amqps://"),
     ({"WORK_DIR": "/does/not/exist"}, "WORK_DIR='/does/not/exist' is not a directory"),
     ({"MP3_TTL_HOURS": "0"}, "MP3_TTL_HOURS must be between 1 and 8784, got 0"),
+    ({"JOB_RETENTION_DAYS": "0"}, "JOB_RETENTION_DAYS must be between 1 and 3660, got 0"),
     ({"REAPER_INTERVAL_SECONDS": "5m"}, "REAPER_INTERVAL_SECONDS must be an integer, got '5m'"),
     ({"SHUTDOWN_GRACE_SECONDS": "0"}, "SHUTDOWN_GRACE_SECONDS must be between 1 and 3600, got 0"),
     ({"MAX_DURATION_SECONDS": "0"}, "MAX_DURATION_SECONDS must be between 1 and 604800, got 0"),
