@@ -73,7 +73,7 @@ def test_abandoned_uploads_older_than_the_grace_period_lose_their_chunks_and_not
     counts = reaper_for(db, now).run_once()
 
     kind = "orphan_video" if bucket == "videos" else "orphan_mp3"
-    assert counts == {"mp3": 0, "video": 0, kind: 1}
+    assert counts == {"mp3": 0, "video": 0, "job": 0, kind: 1}
     assert chunks_of(db, bucket, abandoned) == 0
     assert (chunks_of(db, bucket, finished_long_ago), chunks_of(db, bucket, still_uploading),
             chunks_of(db, bucket, retried_now)) == (3, 3, 3)
