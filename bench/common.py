@@ -42,6 +42,9 @@ RESULTS = Path(os.environ.get("BENCH_RESULTS", ROOT / "bench" / "results"))
 MIB = 1024 * 1024
 MONGO_URI = f"mongodb://127.0.0.1:{FERRETDB_PORT}"
 # dev-only placeholder credentials: RabbitMQ's default guest account, which `make infra` allows on loopback only.
+# The benchmark's services use it too, not their own users (tests/support.py: service_rabbitmq_url): those may
+# only use `video`/`mp3` and the tests' video_<hex>/mp3_<hex> queues, while a lab names its queues after itself
+# (<lab>_video) so leftovers say which benchmark made them; permission checks cost nothing measurable here.
 RABBITMQ_URL = f"amqp://guest:guest@127.0.0.1:{RABBITMQ_PORT}/%2F"
 SAMPLE_S = 0.02
 

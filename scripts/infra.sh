@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (when missing) and starts the local servers the system and its tests need: RabbitMQ,
 # MariaDB and FerretDB (MongoDB wire protocol, SQLite backend). Data, logs and pid files live under one
-# git-ignored state folder. Idempotent: a server whose pid file names a live process is left alone.
+# git-ignored state folder, and so do the RabbitMQ URLs of the services' own users. Idempotent: a server whose pid file names a live process is left alone.
 #
 #   scripts/infra.sh up      install what is missing, start, wait until each accepts connections
 #   scripts/infra.sh down    stop what `up` started, by pid
@@ -101,6 +101,26 @@ EOF
     wait_for 30 "RabbitMQ port" port_open "$RABBITMQ_PORT"
 }
 
+rabbitmq_users() {
+    # One user per service, with permissions on its queues only (rabbit/service-users.sh, shared with the
+    # cluster). Passwords are random, made once; each service's URL is kept in .state/rabbitmq/<service>.url,
+    # where scripts/run.py, tests/support.py and bench/common.py read it.
+    local dir="$STATE/rabbitmq" service password
+    local -A passwords=()
+    for service in gateway converter notification; do
+        password=""
+        [[ -s "$dir/$service.url" ]] && password="$(sed -n 's#^amqp://[^:]*:\([^@]*\)@.*#\1#p' "$dir/$service.url")"
+        [[ -n "$password" ]] || password="$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
+        passwords[$service]="$password"
+        (umask 077 && echo "amqp://mp3-$service:$password@127.0.0.1:$RABBITMQ_PORT/%2F" >"$dir/$service.url")
+    done
+    # The tests' queues are named video_<8 hex> and mp3_<8 hex> (tests/support.py: queue_names).
+    RABBITMQCTL="$RABBIT_BIN/rabbitmqctl -n $RABBITMQ_NODE" QUEUE_SUFFIX='(_[0-9a-f]{8})?' \
+        GATEWAY_PASSWORD="${passwords[gateway]}" CONVERTER_PASSWORD="${passwords[converter]}" \
+        NOTIFICATION_PASSWORD="${passwords[notification]}" "$ROOT/rabbit/service-users.sh" ||
+        die "could not create the services' RabbitMQ users"
+}
+
 start_mariadb() {
     local dir="$STATE/mariadb"
     if alive "$dir/mariadb.pid"; then log "MariaDB already running"; return; fi
@@ -170,6 +190,7 @@ up)
     install_packages
     install_ferretdb
     start_rabbitmq
+    rabbitmq_users
     start_mariadb
     start_ferretdb
     status

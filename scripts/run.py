@@ -7,8 +7,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from procs import ROOT, SERVICES, Service
+
+STATE = Path(os.environ.get("STATE_DIR", ROOT / ".state"))  # as in scripts/infra.sh
 
 # Dev-only placeholders so a newcomer can start the system with no setup. Never used in a cluster:
 # there the values come from Secrets, and the services refuse to start without them, and refuse these
@@ -46,6 +49,16 @@ def main() -> int:
     }
     for name in ("PORT", "METRICS_PORT"):
         env.pop(name, None)
+    # Each broker client connects as its own user, allowed only its queues; `make infra` creates the users
+    # and keeps their URLs under .state/rabbitmq (rabbit/service-users.sh). A RABBITMQ_URL set by the caller
+    # wins, for all three.
+    if "RABBITMQ_URL" not in os.environ:
+        for name in ("gateway", "converter", "notification"):
+            url_file = STATE / "rabbitmq" / f"{name}.url"
+            if not url_file.exists():
+                print(f"[run] {url_file} is missing: run `make infra` first", flush=True)
+                return 1
+            per_service[name]["RABBITMQ_URL"] = url_file.read_text().strip()
 
     children: list[Service] = []
     sink = None

@@ -60,7 +60,17 @@ def mariadb_root(sql: str) -> str:
     return result.stdout
 
 
+# The tests' own broker account (guest, loopback only): they create, inspect and delete queues freely.
 RABBITMQ_URL = f"amqp://guest:guest@127.0.0.1:{RABBITMQ_PORT}/%2F"
+RABBITMQ_SERVICES = ("gateway", "converter", "notification")
+
+
+def service_rabbitmq_url(service: str) -> str:
+    """The URL of `service`'s own RabbitMQ user, allowed only its queues (made by `make infra`, rabbit/service-users.sh)."""
+    path = STATE / "rabbitmq" / f"{service}.url"
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: run `make infra` (scripts/infra.sh up) to create the services' RabbitMQ users")
+    return path.read_text().strip()
 
 
 # Scope-free resources: the conftests wrap them in fixtures of whichever scope a test needs (an integration

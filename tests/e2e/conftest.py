@@ -23,6 +23,7 @@ from tests.support import (
     mongo_database,
     mysql_database,
     queue_names,
+    service_rabbitmq_url,
     smtp_running,
     wait_until,
 )
@@ -168,6 +169,8 @@ def running_stack(mysql_account: dict[str, str], work_dir: Path, **overrides: st
             "DEV_MODE": "true",
             "HOST": "127.0.0.1",
             "MONGO_URI": mongo_uri,
+            # The tests' own connections (publishing a duplicate, draining a dead-letter queue) use this admin
+            # URL; each service gets its own user's URL below, as in the cluster.
             "RABBITMQ_URL": RABBITMQ_URL,
             **queues,
             "MYSQL_HOST": str(mysql_db["host"]),
@@ -187,9 +190,12 @@ def running_stack(mysql_account: dict[str, str], work_dir: Path, **overrides: st
         }
         per_service = {
             "auth": ({"PORT": str(auth_port)}, f"http://127.0.0.1:{auth_port}/healthz"),
-            "gateway": ({"PORT": str(gateway_port)}, f"http://127.0.0.1:{gateway_port}/healthz"),
-            "converter": ({"METRICS_PORT": str(converter_port)}, f"http://127.0.0.1:{converter_port}/healthz"),
-            "notification": ({"METRICS_PORT": str(notification_port)}, f"http://127.0.0.1:{notification_port}/healthz"),
+            "gateway": ({"PORT": str(gateway_port), "RABBITMQ_URL": service_rabbitmq_url("gateway")},
+                        f"http://127.0.0.1:{gateway_port}/healthz"),
+            "converter": ({"METRICS_PORT": str(converter_port), "RABBITMQ_URL": service_rabbitmq_url("converter")},
+                          f"http://127.0.0.1:{converter_port}/healthz"),
+            "notification": ({"METRICS_PORT": str(notification_port), "RABBITMQ_URL": service_rabbitmq_url("notification")},
+                             f"http://127.0.0.1:{notification_port}/healthz"),
         }
         stack = Stack(f"http://127.0.0.1:{gateway_port}", admin, smtp_server, env)
         for name, (extra, health) in per_service.items():
