@@ -4,7 +4,8 @@
 #
 # Environment:
 #   RABBITMQCTL              the rabbitmqctl command (default: rabbitmqctl), e.g. "rabbitmqctl -n rabbit@localhost"
-#   GATEWAY_PASSWORD, CONVERTER_PASSWORD, NOTIFICATION_PASSWORD   the users' passwords
+#   GATEWAY_PASSWORD, CONVERTER_PASSWORD, NOTIFICATION_PASSWORD   the users' passwords, or
+#   PASSWORD_DIR             a folder with files of those names instead (the pod mounts them from its Secret)
 #   QUEUE_SUFFIX             a regex every queue name may carry (default: none). The local broker allows
 #                            the tests' unique queue names (video_1a2b3c4d, tests/support.py: queue_names).
 #
@@ -20,8 +21,17 @@ CTL=(${RABBITMQCTL:-rabbitmqctl})
 S="${QUEUE_SUFFIX:-}"
 VIDEO="video$S" MP3="mp3$S"
 
+password() { # password VARIABLE: from the environment, else from $PASSWORD_DIR/VARIABLE
+    local value="${!1:-}"
+    [[ -n "$value" || -z "${PASSWORD_DIR:-}" ]] || value="$(cat "$PASSWORD_DIR/$1")"
+    [[ -n "$value" ]] || { echo "$1 is not set" >&2; return 1; }
+    printf '%s' "$value"
+}
+
+USERS="$("${CTL[@]}" -q list_users --no-table-headers | cut -f1)"
+
 ensure_user() { # ensure_user NAME PASSWORD CONFIGURE WRITE READ
-    if "${CTL[@]}" -q list_users --no-table-headers | cut -f1 | grep -qxF "$1"; then
+    if grep -qxF "$1" <<<"$USERS"; then
         "${CTL[@]}" -q authenticate_user "$1" "$2" >/dev/null 2>&1 || "${CTL[@]}" -q change_password "$1" "$2"
     else
         "${CTL[@]}" -q add_user "$1" "$2" >/dev/null
@@ -29,9 +39,14 @@ ensure_user() { # ensure_user NAME PASSWORD CONFIGURE WRITE READ
     "${CTL[@]}" -q set_permissions -p / "$1" "$3" "$4" "$5"
 }
 
-ensure_user mp3-gateway "${GATEWAY_PASSWORD:?}" \
+# Read first, so a missing password stops the script (set -e) before any user is touched.
+gateway="$(password GATEWAY_PASSWORD)"
+converter="$(password CONVERTER_PASSWORD)"
+notification="$(password NOTIFICATION_PASSWORD)"
+
+ensure_user mp3-gateway "$gateway" \
     "^$VIDEO(\\.dlq)?\$" '^amq\.default$' "^$VIDEO\$"
-ensure_user mp3-converter "${CONVERTER_PASSWORD:?}" \
+ensure_user mp3-converter "$converter" \
     "^($VIDEO|$MP3)(\\.dlq)?\$" '^amq\.default$' "^($VIDEO|$MP3)\$"
-ensure_user mp3-notification "${NOTIFICATION_PASSWORD:?}" \
+ensure_user mp3-notification "$notification" \
     "^$MP3(\\.dlq)?\$" '^amq\.default$' "^$MP3\$"

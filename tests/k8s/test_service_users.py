@@ -1,0 +1,168 @@
+"""Each broker and database client has its own user in the cluster, allowed only its queues and collections.
+
+RabbitMQ: the broker pod's postStart hook runs rabbit/service-users.sh (the script `make infra` runs locally)
+with the passwords mounted from rabbitmq-secret. MongoDB: authentication is on (the root user from
+mongodb-secret) and the image's entrypoint runs mongodb/service-users.js on first boot. Each service reads
+RABBITMQ_URL and MONGO_URI from Secrets of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.k8s.support import ROOT, Doc, container_env, containers, data_values, find
+
+pytestmark = pytest.mark.k8s
+
+CLIENTS = ("gateway", "converter", "notification")
+COLLECTIONS = {
+    "gateway": {"jobs", "idempotency_keys", "videos.files", "videos.chunks", "mp3s.files", "mp3s.chunks"},
+    "converter": {"jobs", "videos.files", "videos.chunks", "mp3s.files", "mp3s.chunks"},
+    "notification": {"jobs"},
+}
+
+
+def pod_spec(workload: Doc) -> Doc:
+    return workload["spec"]["template"]["spec"]
+
+
+def env_of(docs: list[Doc], service: str) -> dict[str, str]:
+    (container,) = containers(find(docs, "Deployment", service))
+    return container_env(container, docs)
+
+
+def secret_of(docs: list[Doc], service: str, variable: str) -> str:
+    (container,) = containers(find(docs, "Deployment", service))
+    (item,) = [e for e in container["env"] if e["name"] == variable]
+    return item["valueFrom"]["secretKeyRef"]["name"]
+
+
+@pytest.mark.parametrize("service", CLIENTS)
+def test_each_service_reads_its_own_urls_from_its_own_secrets(docs: list[Doc], service: str) -> None:
+    assert secret_of(docs, service, "RABBITMQ_URL") == f"{service}-rabbitmq"
+    assert secret_of(docs, service, "MONGO_URI") == f"{service}-mongodb"
+    env = env_of(docs, service)
+    rabbit, mongo = urlsplit(env["RABBITMQ_URL"]), urlsplit(env["MONGO_URI"])
+    assert (rabbit.username, rabbit.hostname, rabbit.port) == (f"mp3-{service}", "rabbitmq", 5672)
+    # The users live in the application's database, so the URI's path is also where they authenticate.
+    assert (mongo.username, mongo.hostname, mongo.path) == (f"mp3-{service}", "mongodb", "/mp3converter")
+    assert "authSource" not in mongo.query
+
+
+def test_no_two_services_share_a_broker_or_database_password(docs: list[Doc]) -> None:
+    passwords = [urlsplit(env_of(docs, s)[v]).password for s in CLIENTS for v in ("RABBITMQ_URL", "MONGO_URI")]
+    assert len(set(passwords)) == len(passwords)
+
+
+@pytest.mark.parametrize(("server", "variable"), [("rabbitmq", "RABBITMQ_URL"), ("mongodb", "MONGO_URI")])
+def test_the_servers_set_the_passwords_the_services_use(docs: list[Doc], server: str, variable: str) -> None:
+    server_secret = data_values(find(docs, "Secret", f"{server}-secret"))
+    for service in CLIENTS:
+        assert urlsplit(env_of(docs, service)[variable]).password == server_secret[f"{service.upper()}_PASSWORD"]
+
+
+def mounted_file(workload: Doc, path: str) -> tuple[Doc, str]:
+    """The volume mounted at the folder of `path`, and the file's key in it."""
+    folder, name = path.rsplit("/", 1)
+    (container,) = containers(workload)
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == folder]
+    (volume,) = [v for v in pod_spec(workload)["volumes"] if v["name"] == mount["name"]]
+    return volume, name
+
+
+def test_the_broker_runs_the_shared_script_with_the_passwords_at_every_start(docs: list[Doc]) -> None:
+    sts = find(docs, "StatefulSet", "rabbitmq")
+    (container,) = containers(sts)
+    hook = " ".join(container["lifecycle"]["postStart"]["exec"]["command"])
+    script = re.search(r"exec bash ([^\s;]+)", hook).group(1)
+    volume, key = mounted_file(sts, script)
+    configmap = find(docs, "ConfigMap", volume["configMap"]["name"])
+    assert configmap["data"][key] == (ROOT / "rabbit" / "service-users.sh").read_text()
+    password_dir = re.search(r"PASSWORD_DIR=(\S+)", hook).group(1)
+    volume, _ = mounted_file(sts, password_dir + "/GATEWAY_PASSWORD")
+    assert volume["secret"]["secretName"] == "rabbitmq-secret"
+    assert {i["key"] for i in volume["secret"]["items"]} == {f"{s.upper()}_PASSWORD" for s in CLIENTS}
+    assert "env" not in container  # no Secret in the environment (checkov CKV_K8S_35)
+
+
+def permissions(tmp_path: Path) -> dict[str, tuple[str, str, str]]:
+    """What rabbit/service-users.sh sets, from a stand-in rabbitmqctl that records its arguments."""
+    log, ctl = tmp_path / "calls", tmp_path / "rabbitmqctl"
+    ctl.write_text(f'#!/bin/sh\nprintf "%s\\t" "$@" >>{log}\necho >>{log}\n')
+    ctl.chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "RABBITMQCTL": str(ctl),
+           **{f"{s.upper()}_PASSWORD": f"pw-{s}" for s in CLIENTS}}
+    subprocess.run(["bash", str(ROOT / "rabbit" / "service-users.sh")], env=env, check=True, timeout=30)
+    calls = [line.rstrip("\t").split("\t") for line in log.read_text().splitlines()]
+    return {c[4]: (c[5], c[6], c[7]) for c in calls if c[1] == "set_permissions" and c[2:4] == ["-p", "/"]}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="runs the bash script")
+def test_each_broker_user_may_configure_write_and_read_only_its_queues(tmp_path: Path) -> None:
+    perms = permissions(tmp_path)
+    assert set(perms) == {f"mp3-{s}" for s in CLIENTS}
+
+    def allowed(user: str, which: int, name: str) -> bool:
+        return re.search(perms[user][which], name) is not None
+
+    configure, write, read = 0, 1, 2
+    queues = ["video", "video.dlq", "mp3", "mp3.dlq", "other", "videox", "xvideo", "mp3.dlq.x"]
+    expected = {
+        # declare_queue declares the queue and its .dlq; whoever declares a dead-lettering queue must read it.
+        "mp3-gateway": ({"video", "video.dlq"}, {"video"}),
+        "mp3-converter": ({"video", "video.dlq", "mp3", "mp3.dlq"}, {"video", "mp3"}),
+        "mp3-notification": ({"mp3", "mp3.dlq"}, {"mp3"}),
+    }
+    for user, (configurable, readable) in expected.items():
+        assert {q for q in queues if allowed(user, configure, q)} == configurable, user
+        assert {q for q in queues if allowed(user, read, q)} == readable, user
+        # Publishing goes through the default exchange only ("" is "amq.default" to permissions).
+        assert [e for e in ("amq.default", "amq.direct", "amq.topic", "video", "mp3") if allowed(user, write, e)] == ["amq.default"]
+
+
+def test_mongodb_requires_authentication_with_the_root_user_from_the_secret(docs: list[Doc]) -> None:
+    sts = find(docs, "StatefulSet", "mongodb")
+    (container,) = containers(sts)
+    env = {e["name"]: e for e in container["env"]}
+    # The image's entrypoint starts mongod with --auth once a root user is configured.
+    for variable in ("MONGO_INITDB_ROOT_USERNAME", "MONGO_INITDB_ROOT_PASSWORD"):
+        volume, key = mounted_file(sts, env[f"{variable}_FILE"]["value"])
+        assert volume["secret"]["secretName"] == "mongodb-secret"
+        assert key == variable
+    assert not [e for e in container["env"] if "valueFrom" in e]  # no Secret in the environment (CKV_K8S_35)
+    assert container["args"][0] == "mongod" and "--noauth" not in container["args"]
+
+
+def test_mongodb_creates_each_service_s_user_on_first_boot_from_the_shared_script(docs: list[Doc]) -> None:
+    sts = find(docs, "StatefulSet", "mongodb")
+    volume, _ = mounted_file(sts, "/docker-entrypoint-initdb.d/x")
+    data = find(docs, "ConfigMap", volume["configMap"]["name"])["data"]
+    script = (ROOT / "mongodb" / "service-users.js").read_text()
+    assert list(data.values()) == [script]
+    assert all(name.endswith(".js") for name in data)
+    # The script reads the passwords from the folder where mongodb-secret is mounted.
+    folder = re.search(r'const secrets = "([^"]+)"', script).group(1)
+    volume, _ = mounted_file(sts, folder + "/GATEWAY_PASSWORD")
+    assert volume["secret"]["secretName"] == "mongodb-secret"
+
+
+def test_each_database_user_is_allowed_only_its_service_s_collections() -> None:
+    script = (ROOT / "mongodb" / "service-users.js").read_text()
+    block = re.search(r"const services = \{(.*?)\n\};", script, re.S).group(1)
+    granted = {}
+    for service, listed in re.findall(r"(\w+): \[(.*?)\],", block):
+        names = set(re.findall(r'"([^"]+)"', listed.split("...")[0]))
+        for buckets in re.findall(r"buckets\(([^)]*)\)", listed):
+            names |= {f"{b}.{part}" for b in re.findall(r'"([^"]+)"', buckets) for part in ("files", "chunks")}
+        granted[service] = names
+    assert granted == COLLECTIONS
+    # Documents and indexes only: no dropping collections or databases, no user or role administration.
+    actions = set(re.findall(r'"(\w+)"', re.search(r"const actions = \[(.*?)\];", script).group(1)))
+    assert actions <= {"find", "insert", "update", "remove", "createIndex", "listIndexes", "createCollection"}
