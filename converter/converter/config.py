@@ -52,7 +52,8 @@ class Settings(ConsumerSettings):
             max_duration_s=env.int("MAX_DURATION_SECONDS", 4 * 3600, 1, 7 * 86400),
             ffmpeg_timeout_s=env.int("FFMPEG_TIMEOUT_SECONDS", 1800, 10, 7 * 86400),
             ffmpeg_cpu_s=env.int("FFMPEG_CPU_SECONDS", 900, 1, 7 * 86400),
-            ffmpeg_memory_mb=env.int("FFMPEG_MEMORY_MB", 512, 256, 64 * 1024),
+            # Below about 300 MB ffmpeg cannot even map its shared libraries: every job would fail.
+            ffmpeg_memory_mb=env.int("FFMPEG_MEMORY_MB", 512, 384, 64 * 1024),
             orphan_grace_h=env.int("ORPHAN_GRACE_HOURS", 24, 1, 24 * 366),
             orphan_sweep_s=env.int("ORPHAN_SWEEP_INTERVAL_SECONDS", 3600, 60, 7 * 86400),
         )

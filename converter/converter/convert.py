@@ -139,17 +139,20 @@ def to_mp3(src: Path, dst: Path, options: Options = Options(),
     OSError for transient trouble.
     """
     time_limit = time_limit or limits.time_limit_s
-    rlimits = limits.rlimits()
-
-    def restrict() -> None:  # in the child between fork and exec: only setrlimit calls, nothing that locks
-        for which, values in rlimits:
-            resource.setrlimit(which, values)
-
     # No inherited environment: the converter's holds MONGO_URI and RABBITMQ_URL with their passwords.
     proc = subprocess.Popen(ffmpeg_args(src, dst, options, container=container, limits=limits),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={"PATH": os.environ.get("PATH", os.defpath)}, cwd=dst.parent,
-                            preexec_fn=restrict)
+                            env={"PATH": os.environ.get("PATH", os.defpath)}, cwd=dst.parent)
+    # Limits set from here rather than in a preexec_fn, which Python warns is unsafe in a threaded process (the
+    # consumer, reaper and health threads run beside us). Popen returns once ffmpeg has been exec'd, so it runs
+    # without them only while its dynamic loader maps its libraries (tens of ms), before it reads the input.
+    try:
+        for which, values in limits.rlimits():
+            resource.prlimit(proc.pid, which, values)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     assert proc.stdout is not None and proc.stderr is not None
     watchdog = _Watchdog(proc.kill, time_limit(None))
     too_long: list[float] = []
@@ -195,14 +198,19 @@ def to_mp3(src: Path, dst: Path, options: Options = Options(),
             raise PermanentError(f"the MP3 would be larger than {limits.max_output_bytes} bytes")
         tell_input()  # a short input may end before its first progress block reached us
         return stderr.input
-    if returncode == -signal.SIGXCPU:
+    tail = stderr.tail()
+    # ffmpeg catches SIGXCPU itself and exits 255 after logging "received signal 24": both forms are the limit.
+    if returncode == -signal.SIGXCPU or f"received signal {int(signal.SIGXCPU)}" in tail:
         raise PermanentError(f"ffmpeg used up its {limits.cpu_s} s of CPU time")
     if returncode == -signal.SIGXFSZ:
         raise PermanentError(f"the MP3 would be larger than {limits.max_output_bytes} bytes")
-    if returncode < 0:  # killed: our watchdog, or the OOM killer
-        raise ConversionTimeout(f"ffmpeg was killed (signal {-returncode}) after {watchdog.limit_s:g} s limit"
-                                if watchdog.fired else f"ffmpeg was killed by signal {-returncode}")
-    raise _failure(stderr.tail(), src, limits, container)
+    if watchdog.fired:
+        raise ConversionTimeout(f"ffmpeg was killed (signal {-returncode}) after {watchdog.limit_s:g} s limit")
+    if returncode == -signal.SIGKILL:  # the OOM killer, or load: worth another attempt
+        raise ConversionTimeout("ffmpeg was killed by signal 9")
+    if returncode < 0:  # a crash (SIGSEGV, SIGABRT, ...) on this input: another attempt would crash again
+        raise PermanentError(f"ffmpeg crashed (signal {-returncode}) reading this file")
+    raise _failure(tail, src, limits, container)
 
 
 def _too_long(limits: Limits, duration_s: float | None) -> PermanentError:
@@ -238,8 +246,9 @@ def parse_out_time(value: str) -> float | None:
 # ffmpeg's `-loglevel level+...` tag: "[error] msg", or "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d1c0] [error] msg".
 _LEVEL = re.compile(r"(\[[^\]]* @ 0x[0-9a-f]+\] )?\[(trace|debug|verbose|info|warning|error|fatal|panic)\] ")
 _ERROR_LEVELS = ("error", "fatal", "panic")
-# The input's header as av_dump_format prints it. Metadata lines (the file's own text) are indented deeper, so a
-# tag named "Duration" cannot pass for the real one.
+# The input's header as av_dump_format prints it. ffmpeg prints metadata keys unescaped, so a file can forge a
+# whole "Duration" line (tag included) with a newline in a key: every Duration line of the run is read and the
+# largest one counts. A forger can only make their own file look longer (and fail), never shorter.
 _INPUT = re.compile(r"Input #0, (.+?), from '")
 _DURATION = re.compile(r"  Duration: ([^,]+),")
 
@@ -272,8 +281,7 @@ class _Stderr:
     def _read(self) -> None:
         try:
             for line in iter(partial(self._stream.readline, _STDERR_LINE), b""):
-                if self.input is None:
-                    self._parse(line.decode("utf-8", "replace"))
+                self._parse(line.decode("utf-8", "replace"))
                 self._kept += line
                 if len(self._kept) > 2 * _STDERR_TAIL:  # trimmed in steps, not per line
                     del self._kept[:-_STDERR_TAIL]
@@ -291,7 +299,11 @@ class _Stderr:
             return
         found = _DURATION.match(text)
         if found:
-            self.input = InputInfo(format_name=self._format, duration_s=parse_out_time(found.group(1)))
+            duration = parse_out_time(found.group(1))
+            known = self.input.duration_s if self.input is not None else None
+            if self.input is not None and (duration is None or (known is not None and duration <= known)):
+                return
+            self.input = InputInfo(format_name=self._format, duration_s=duration)
             if self._on_input:
                 self._on_input(self.input)
 

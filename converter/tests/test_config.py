@@ -75,7 +75,7 @@ def test_credentials_stay_out_of_repr():
     ({"MAX_DURATION_SECONDS": "0"}, "MAX_DURATION_SECONDS must be between 1 and 604800, got 0"),
     ({"FFMPEG_TIMEOUT_SECONDS": "1h"}, "FFMPEG_TIMEOUT_SECONDS must be an integer, got '1h'"),
     ({"FFMPEG_CPU_SECONDS": "0"}, "FFMPEG_CPU_SECONDS must be between 1 and 604800, got 0"),
-    ({"FFMPEG_MEMORY_MB": "100"}, "FFMPEG_MEMORY_MB must be between 256 and 65536, got 100"),
+    ({"FFMPEG_MEMORY_MB": "300"}, "FFMPEG_MEMORY_MB must be between 384 and 65536, got 300"),
     ({"ORPHAN_GRACE_HOURS": "0"}, "ORPHAN_GRACE_HOURS must be between 1 and 8784, got 0"),
     ({"ORPHAN_SWEEP_INTERVAL_SECONDS": "10"}, "ORPHAN_SWEEP_INTERVAL_SECONDS must be between 60 and 604800, got 10"),
 ])

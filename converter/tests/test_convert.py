@@ -261,6 +261,40 @@ def test_stderr_reader_parses_the_duration(line, duration):
     assert reader.input == InputInfo(format_name="matroska,webm", duration_s=duration)
 
 
+@pytest.mark.parametrize("forged", [
+    b"  Duration: 00:00:00.01, start\n",          # a metadata key with a newline: the continuation is untagged
+    b"[info]   Duration: 00:00:00.01, start\n",   # ... or carries a forged tag too
+])
+def test_a_forged_duration_line_cannot_make_the_file_look_shorter(forged):
+    reader = _stderr_of(b"[info] Input #0, matroska,webm, from 'video':\n[info]   Metadata:\n[info]     A\n"
+                        + forged + b"[info]   Duration: 05:00:00.00, start: 0.000000, bitrate: 1 kb/s\n"
+                        b"[info]   Stream #0:0: Audio: flac\n")
+    assert reader.input == InputInfo(format_name="matroska,webm", duration_s=18000.0)
+
+
+def test_the_cpu_limit_is_permanent_as_ffmpeg_reports_it(fake_ffmpeg, tmp_path):
+    # Real ffmpeg catches SIGXCPU, logs it and exits 255 (it does not die of the signal).
+    fake_ffmpeg("echo '[info] Received signal 24: terminating.' >&2; "
+                "echo '[info] Exiting normally, received signal 24.' >&2; exit 255")
+    with pytest.raises(PermanentError, match="used up its 900 s of CPU time"):
+        convert.to_mp3(tmp_path / "in", tmp_path / "out.mp3")
+
+
+@needs_ffmpeg
+def test_the_cpu_limit_on_real_ffmpeg(tmp_path):
+    src = tmp_path / "long.mkv"  # 20 minutes of audio: several seconds of CPU to encode
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=duration=1200",
+                    "-c:a", "flac", str(src)], check=True, timeout=120)
+    with pytest.raises(PermanentError, match="used up its 1 s of CPU time"):
+        convert.to_mp3(src, tmp_path / "out.mp3", container="video/x-matroska", limits=convert.Limits(cpu_s=1))
+
+
+def test_a_crash_of_ffmpeg_on_the_input_is_permanent_not_a_timeout(fake_ffmpeg, tmp_path):
+    fake_ffmpeg("kill -SEGV $$")
+    with pytest.raises(PermanentError, match="ffmpeg crashed"):
+        convert.to_mp3(tmp_path / "in", tmp_path / "out.mp3")
+
+
 def test_stderr_reader_without_a_header_knows_nothing():
     assert _stderr_of(b"[error] video: Invalid data found when processing input\n").input is None
 
