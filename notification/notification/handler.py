@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import dataclasses
 import logging
 import re
 import shlex
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from mp3core.contract import DONE, Mp3Message, parse_mp3_message, stem
+from mp3core.contract import DONE, EXPIRED, Mp3Message, parse_mp3_message, stem
 from mp3core.errors import PermanentError
 
 from .jobs import Jobs
@@ -79,6 +80,16 @@ def handle(message: dict[str, Any], *, jobs: Jobs, send: Send, public_url: str, 
         return None
     if job.get("owner") not in (None, msg.username):
         raise PermanentError("the message's username is not the job's owner")
+    if msg.status == DONE and job.get("status") == EXPIRED:
+        log.info("the MP3 expired before its email went out; dropping the message")
+        return None
+    # What the mail says comes from the job, not from the message: anything that can publish to `mp3` must not
+    # be able to announce another file, or a made-up failure, to the job's owner.
+    if job.get("status") != msg.status or (msg.status == DONE and job.get("mp3_fid") != msg.mp3_fid):
+        raise PermanentError(f"the message says {msg.status!r} but the job is {job.get('status')!r}"
+                             + (" with another MP3" if job.get("status") == msg.status else ""))
+    msg = dataclasses.replace(msg, filename=job.get("filename") or msg.filename,
+                              error=job.get("error") if msg.status != DONE else None)
     if job.get("notified_at") is not None:
         log.info("already notified; skipping")
         return None

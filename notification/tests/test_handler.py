@@ -39,7 +39,11 @@ def failed(**changes):
 def run(jobs, send):
     sleeps: list[float] = []
 
-    def run(message):
+    def run(message, *, job_as_is=False):
+        doc = jobs.docs.get(message.get("job_id") if isinstance(message, dict) else None)
+        if doc is not None and not job_as_is:
+            # The job as the converter left it when it published this message (what the mail is built from).
+            doc.update({key: message.get(key) for key in ("status", "mp3_fid", "filename", "error")})
         return handler.handle(message, jobs=jobs, send=send, public_url=PUBLIC_URL, metrics=METRICS,
                               retry_s=RETRY_S, give_up_s=GIVE_UP_S, sleep=sleeps.append)
     run.sleeps = sleeps
@@ -250,6 +254,7 @@ def test_a_filename_with_a_line_separator_or_format_character_still_makes_a_mail
     mailer = Mailer("127.0.0.1", 25, sender="mp3converter@localhost")
     message = done(filename=f"a{bad}b.mp4") if status == "done" else failed(filename=f"a{bad}b.mp4",
                                                                             error=f"x{bad}y")
+    jobs.docs[JOB_ID].update({key: message[key] for key in ("status", "mp3_fid", "filename", "error")})
     handler.handle(message, jobs=jobs, send=lambda *mail: built.append(mailer.build(*mail)), public_url=PUBLIC_URL,
                    metrics=METRICS, retry_s=RETRY_S, give_up_s=GIVE_UP_S, sleep=lambda s: None)
     [mail] = built
@@ -262,3 +267,29 @@ def test_notified_at_is_recorded_only_after_the_mail_was_accepted(run, send, job
     with pytest.raises(RuntimeError):
         run(done())
     assert jobs.docs[JOB_ID]["notified_at"] is None and run.sleeps == []
+
+
+@pytest.mark.parametrize(("job", "message", "said"), [
+    ({"status": "converting"}, done(), "the message says 'done' but the job is 'converting'"),
+    ({"status": "done", "mp3_fid": "65a1b2c3d4e5f60718299999"}, done(), "with another MP3"),
+    ({"status": "done", "mp3_fid": MP3_FID}, failed(), "the message says 'failed' but the job is 'done'"),
+])
+def test_a_message_that_contradicts_its_job_sends_nothing(run, send, jobs, job, message, said):
+    jobs.docs[JOB_ID].update(job)
+    with pytest.raises(PermanentError, match=said):
+        run(message, job_as_is=True)
+    assert send.sent == []
+
+
+def test_the_mail_tells_the_job_s_file_name_and_reason_not_the_message_s(run, send, jobs):
+    jobs.docs[JOB_ID].update(status="failed", mp3_fid=None, filename="talk.mp4", error="no audio stream")
+    run(failed(filename="urgent-reset-your-password.mp4", error="visit http://evil.example"), job_as_is=True)
+    [(_, subject, body)] = send.sent
+    assert "talk.mp4" in subject and "no audio stream" in body
+    assert "evil" not in body and "urgent" not in subject
+
+
+def test_a_done_message_for_an_expired_job_is_dropped_quietly(run, send, jobs):
+    jobs.docs[JOB_ID].update(status="expired", mp3_fid=None)
+    assert run(done(), job_as_is=True) is None
+    assert send.sent == []
