@@ -31,7 +31,7 @@ make_ca() {
         -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
         -addext "keyUsage=critical,keyCertSign,cRLSign" \
         -addext "subjectKeyIdentifier=hash" \
-        -addext "nameConstraints=critical,permitted;DNS:$HOST" 2>/dev/null
+        -addext "nameConstraints=critical,permitted;DNS:$HOST,excluded;IP:0.0.0.0/0.0.0.0,excluded;IP:::/0:0:0:0:0:0:0:0" 2>/dev/null
     chmod 600 "$DIR/ca.key"
     rm -f "$DIR/$HOST.crt"  # a new CA: the old host certificate no longer chains to it
 }

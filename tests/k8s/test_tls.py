@@ -200,6 +200,17 @@ def test_the_ca_can_vouch_for_nothing_but_the_host(made, tmp_path):
     assert verify.returncode != 0 and "permitted subtree violation" in verify.stdout + verify.stderr
 
 
+@pytest.mark.parametrize("address", ["203.0.113.7", "2001:db8::7"])
+def test_the_ca_cannot_vouch_for_an_ip_address(made, tmp_path, address):
+    """A DNS-only constraint leaves IP addresses unconstrained (RFC 5280): they are excluded explicitly."""
+    other = ["openssl", "req", "-x509", "-nodes", "-newkey", "rsa:2048", "-days", "1", "-subj", "/CN=mp3converter.com",
+             "-addext", f"subjectAltName=DNS:{HOST},IP:{address}", "-CA", str(made / "ca.crt"),
+             "-CAkey", str(made / "ca.key"), "-keyout", str(tmp_path / "o.key"), "-out", str(tmp_path / "o.crt")]
+    assert run(other).returncode == 0
+    verify = run(["openssl", "verify", "-CAfile", str(made / "ca.crt"), str(tmp_path / "o.crt")])
+    assert verify.returncode != 0 and "excluded subtree violation" in verify.stdout + verify.stderr
+
+
 def test_tls_cert_is_idempotent(made):
     before = {p.name: p.read_bytes() for p in made.iterdir()}
     assert _tls_sh(made.parent, "cert").returncode == 0
