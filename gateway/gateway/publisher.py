@@ -19,8 +19,9 @@ _MESSAGE_PROPERTIES = pika.BasicProperties(delivery_mode=2, content_type="applic
 
 
 class Publisher:
-    """One connection per gunicorn worker, shared by its threads behind a lock because pika's
-    BlockingConnection is not thread-safe. Connects lazily so the app starts while RabbitMQ is down."""
+    """One connection per gunicorn worker, shared by its requests (greenlets under the gevent worker) behind a
+    lock, because pika's BlockingConnection is not safe to use from two at once. The lock is made after gevent's
+    monkey-patching, so it is gevent's. Connects lazily so the app starts while RabbitMQ is down."""
 
     def __init__(
         self,
