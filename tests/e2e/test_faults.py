@@ -62,7 +62,8 @@ def test_converter_killed_mid_conversion_is_finished_by_a_restarted_one(fresh_st
 def test_conversion_longer_than_the_heartbeat_keeps_connection_and_message(fresh_stack, long_clip):
     stack = fresh_stack
     # A 1 s heartbeat: the broker drops a connection after ~2 s of silence, the conversion takes longer.
-    stack.restart("converter", RABBITMQ_URL=stack.env["RABBITMQ_URL"] + "?heartbeat=1")
+    converter_url = stack.services["converter"].env["RABBITMQ_URL"]  # its own broker user
+    stack.restart("converter", RABBITMQ_URL=converter_url + "?heartbeat=1")
     _, token = user(stack)
     job_id = stack.upload(token, long_clip).json()["job_id"]
     assert_done_once(stack, token, job_id)
