@@ -139,20 +139,13 @@ def to_mp3(src: Path, dst: Path, options: Options = Options(),
     OSError for transient trouble.
     """
     time_limit = time_limit or limits.time_limit_s
-    # No inherited environment: the converter's holds MONGO_URI and RABBITMQ_URL with their passwords.
-    proc = subprocess.Popen(ffmpeg_args(src, dst, options, container=container, limits=limits),
+    # No inherited environment: the converter's holds MONGO_URI and RABBITMQ_URL with their passwords. The limits
+    # are set by util-linux's prlimit, which execs ffmpeg under them: not by a preexec_fn, which Python warns is
+    # unsafe in a threaded process (the consumer, reaper and health threads run beside us), nor from here after
+    # the start, which would leave ffmpeg a moment without them.
+    proc = subprocess.Popen(_prlimit(limits) + ffmpeg_args(src, dst, options, container=container, limits=limits),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={"PATH": os.environ.get("PATH", os.defpath)}, cwd=dst.parent)
-    # Limits set from here rather than in a preexec_fn, which Python warns is unsafe in a threaded process (the
-    # consumer, reaper and health threads run beside us). Popen returns once ffmpeg has been exec'd, so it runs
-    # without them only while its dynamic loader maps its libraries (tens of ms), before it reads the input.
-    try:
-        for which, values in limits.rlimits():
-            resource.prlimit(proc.pid, which, values)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
     assert proc.stdout is not None and proc.stderr is not None
     watchdog = _Watchdog(proc.kill, time_limit(None))
     too_long: list[float] = []
@@ -211,6 +204,16 @@ def to_mp3(src: Path, dst: Path, options: Options = Options(),
     if returncode < 0:  # a crash (SIGSEGV, SIGABRT, ...) on this input: another attempt would crash again
         raise PermanentError(f"ffmpeg crashed (signal {-returncode}) reading this file")
     raise _failure(tail, src, limits, container)
+
+
+_PRLIMIT_OPTIONS = {resource.RLIMIT_CPU: "--cpu", resource.RLIMIT_FSIZE: "--fsize", resource.RLIMIT_AS: "--as",
+                    resource.RLIMIT_CORE: "--core"}
+
+
+def _prlimit(limits: Limits) -> list[str]:
+    """`prlimit --cpu=soft:hard ... --` for limits.rlimits(): the command that runs ffmpeg under them."""
+    return ["prlimit", *(f"{_PRLIMIT_OPTIONS[which]}={soft}:{hard}" for which, (soft, hard) in limits.rlimits()),
+            "--"]
 
 
 def _too_long(limits: Limits, duration_s: float | None) -> PermanentError:
