@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -235,6 +236,20 @@ def silent_clip(tmp_path_factory) -> Path:
     if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
         pytest.skip("ffmpeg/ffprobe not installed")
     return make_clip(tmp_path_factory.mktemp("clips") / "silent.mp4", audio=False)
+
+
+@pytest.fixture
+def fake_ffmpeg(tmp_path, monkeypatch):
+    """fake_ffmpeg(shell script): puts an `ffmpeg` running that script first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+
+    def install(body: str) -> None:
+        script = bin_dir / "ffmpeg"
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return install
 
 
 @pytest.fixture

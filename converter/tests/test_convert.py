@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -297,20 +296,6 @@ def test_a_crash_of_ffmpeg_on_the_input_is_permanent_not_a_timeout(fake_ffmpeg, 
 
 def test_stderr_reader_without_a_header_knows_nothing():
     assert _stderr_of(b"[error] video: Invalid data found when processing input\n").input is None
-
-
-@pytest.fixture
-def fake_ffmpeg(tmp_path, monkeypatch):
-    """fake_ffmpeg(shell script): puts an `ffmpeg` running that script first on PATH."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-
-    def install(body: str) -> None:
-        script = bin_dir / "ffmpeg"
-        script.write_text(f"#!/bin/sh\n{body}\n")
-        script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return install
 
 
 @pytest.fixture

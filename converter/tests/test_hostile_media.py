@@ -3,7 +3,6 @@ first-bytes check, and must end in a PermanentError within seconds without any l
 
 from __future__ import annotations
 
-import os
 import shutil
 import struct
 import subprocess
@@ -168,25 +167,11 @@ def test_an_input_as_long_as_the_limit_still_converts(long_flac_mkv, tmp_path):
     assert info is not None and info.duration_s == pytest.approx(90, abs=0.1)
 
 
-@pytest.fixture
-def ffmpeg_on_path(tmp_path, monkeypatch):
-    """ffmpeg_on_path(shell script): an `ffmpeg` running that script first on PATH."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-
-    def install(body: str) -> None:
-        script = bin_dir / "ffmpeg"
-        script.write_text(f"#!/bin/sh\n{body}\n")
-        script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return install
-
-
-def test_ffmpeg_gets_no_credentials_and_runs_under_resource_limits(ffmpeg_on_path, tmp_path, monkeypatch):
+def test_ffmpeg_gets_no_credentials_and_runs_under_resource_limits(fake_ffmpeg, tmp_path, monkeypatch):
     monkeypatch.setenv("MONGO_URI", "mongodb://converter:s3cret@db/x")
     monkeypatch.setenv("RABBITMQ_URL", "amqp://converter:s3cret@mq/")
     report = tmp_path / "report"
-    ffmpeg_on_path(f"env > {report}.env; ulimit -t > {report}.cpu; ulimit -f > {report}.fsize; "
+    fake_ffmpeg(f"env > {report}.env; ulimit -t > {report}.cpu; ulimit -f > {report}.fsize; "
                    f"ulimit -v > {report}.as; ulimit -c > {report}.core; pwd > {report}.cwd\n"
                    "for last; do :; done\necho mp3 > \"$last\"")
     limits = Limits(max_duration_s=60, cpu_s=42, memory_mb=300)
@@ -208,14 +193,14 @@ def test_ffmpeg_gets_no_credentials_and_runs_under_resource_limits(ffmpeg_on_pat
     ("XCPU", "^ffmpeg used up its 900 s of CPU time$"),
     ("XFSZ", r"^the MP3 would be larger than \d+ bytes$"),
 ])
-def test_hitting_a_resource_limit_is_permanent(ffmpeg_on_path, tmp_path, signal_name, reason):
-    ffmpeg_on_path(f"kill -{signal_name} $$")
+def test_hitting_a_resource_limit_is_permanent(fake_ffmpeg, tmp_path, signal_name, reason):
+    fake_ffmpeg(f"kill -{signal_name} $$")
     with pytest.raises(PermanentError, match=reason):
         convert.to_mp3(tmp_path / "video", tmp_path / "out.mp3")
 
 
-def test_the_cpu_limit_really_stops_a_spinning_ffmpeg(ffmpeg_on_path, tmp_path):
-    ffmpeg_on_path("while :; do :; done")  # busy forever: only RLIMIT_CPU stops it before the wall-clock limit
+def test_the_cpu_limit_really_stops_a_spinning_ffmpeg(fake_ffmpeg, tmp_path):
+    fake_ffmpeg("while :; do :; done")  # busy forever: only RLIMIT_CPU stops it before the wall-clock limit
     started = time.monotonic()
     with pytest.raises(PermanentError, match="^ffmpeg used up its 1 s of CPU time$"):
         convert.to_mp3(tmp_path / "video", tmp_path / "out.mp3", limits=Limits(cpu_s=1))
