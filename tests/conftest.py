@@ -6,6 +6,8 @@ import secrets
 from typing import Iterator
 
 import pytest
+from mp3core import mongo
+from pymongo.database import Database
 
 from tests.support import (
     FERRETDB_PORT,
@@ -59,6 +61,14 @@ def mongo_uri(servers: None) -> Iterator[str]:
     """A unique database on FerretDB, dropped afterwards."""
     with mongo_database() as uri:
         yield uri
+
+
+@pytest.fixture
+def mongo_db(mongo_uri: str) -> Iterator[Database]:
+    """That unique database, reached as the services reach it (mp3core.mongo.connect: tz-aware, short timeouts)."""
+    database = mongo.connect(mongo_uri)
+    yield database
+    database.client.close()
 
 
 @pytest.fixture

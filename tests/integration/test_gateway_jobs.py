@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import gridfs
 import pymongo
 import pytest
 from bson import ObjectId
-from mp3core import mongo
 from mp3core.errors import NotFound, ServiceUnavailable
 from pymongo.database import Database
 
@@ -25,16 +23,8 @@ ALICE, BOB = "alice@example.com", "bob@example.com"
 
 
 @pytest.fixture
-def db(mongo_uri: str) -> Iterator[Database]:
-    """A unique database (the mongo_uri fixture drops it afterwards), reached as the gateway reaches it."""
-    database = mongo.connect(mongo_uri)
-    yield database
-    database.client.close()
-
-
-@pytest.fixture
-def jobs(db: Database) -> Jobs:
-    return Jobs(db)
+def jobs(mongo_db: Database) -> Jobs:
+    return Jobs(mongo_db)
 
 
 def job(n: int, owner: str = ALICE, *, minutes: int = 0, status: str = "queued") -> dict:
@@ -74,14 +64,14 @@ def test_take_deletes_only_the_owners_job_unless_admin(jobs):
 
 
 @pytest.mark.parametrize("round_", range(5))
-def test_of_two_concurrent_takes_only_one_gets_the_job(db, round_):
-    Jobs(db).create(job(round_))
+def test_of_two_concurrent_takes_only_one_gets_the_job(mongo_db, round_):
+    Jobs(mongo_db).create(job(round_))
     start = threading.Barrier(2)
     taken: list[dict | None] = []
 
     def take() -> None:
         start.wait(timeout=10)
-        taken.append(Jobs(db).take(f"{round_:032x}", owner=ALICE))
+        taken.append(Jobs(mongo_db).take(f"{round_:032x}", owner=ALICE))
 
     threads = [threading.Thread(target=take) for _ in range(2)]
     for thread in threads:
@@ -111,9 +101,9 @@ def test_list_breaks_created_at_ties_by_id_so_pages_never_overlap(jobs):
     assert [d["_id"] for page in pages for d in page] == [f"{0xC:032x}", f"{0xB:032x}", f"{0xA:032x}"]
 
 
-def test_listing_creates_the_owner_created_at_index(db, jobs):
+def test_listing_creates_the_owner_created_at_index(mongo_db, jobs):
     jobs.list_for_owner(ALICE, limit=1, offset=0)
-    keys = [index["key"] for index in db["jobs"].index_information().values()]
+    keys = [index["key"] for index in mongo_db["jobs"].index_information().values()]
     assert [("owner", 1), ("created_at", -1)] in keys
 
 
@@ -161,12 +151,12 @@ def test_a_stale_claim_is_taken_over(jobs, why):
     assert jobs.find_idempotent(ALICE, "k", now=later)["_id"] == f"{2:032x}"
 
 
-def test_a_takeover_whose_taker_died_does_not_lock_the_key(db, jobs):
+def test_a_takeover_whose_taker_died_does_not_lock_the_key(mongo_db, jobs):
     """A request that inserted its takeover marker and died before moving the claim: while the marker is
     fresh another taker backs off (503); once it is abandoned, the next upload takes the key over."""
     jobs.create(job(2))
     jobs.claim_idempotency_key(ALICE, "k", "0" * 32, now=NOW)  # its job no longer exists: a stale claim
-    db["idempotency_keys"].insert_one({"_id": f"{claim_id(ALICE, 'k')}:{'0' * 32}", "taken_at": NOW})
+    mongo_db["idempotency_keys"].insert_one({"_id": f"{claim_id(ALICE, 'k')}:{'0' * 32}", "taken_at": NOW})
 
     with pytest.raises(ServiceUnavailable):
         jobs.claim_idempotency_key(ALICE, "k", f"{2:032x}", now=NOW + timedelta(seconds=1))
@@ -175,13 +165,13 @@ def test_a_takeover_whose_taker_died_does_not_lock_the_key(db, jobs):
     assert jobs.find_idempotent(ALICE, "k", now=later)["_id"] == f"{2:032x}"
 
 
-def test_old_takeover_markers_are_dropped_by_the_next_takeover(db, jobs):
+def test_old_takeover_markers_are_dropped_by_the_next_takeover(mongo_db, jobs):
     cid = claim_id(ALICE, "k")
-    db["idempotency_keys"].insert_one({"_id": f"{cid}:{'9' * 32}", "taken_at": NOW - IDEMPOTENCY_WINDOW * 2})
+    mongo_db["idempotency_keys"].insert_one({"_id": f"{cid}:{'9' * 32}", "taken_at": NOW - IDEMPOTENCY_WINDOW * 2})
     jobs.create(job(2))
     jobs.claim_idempotency_key(ALICE, "k", "0" * 32, now=NOW)
     assert jobs.claim_idempotency_key(ALICE, "k", f"{2:032x}", now=NOW) is None
-    markers = {doc["_id"] for doc in db["idempotency_keys"].find({"_id": {"$regex": f"^{cid}:"}})}
+    markers = {doc["_id"] for doc in mongo_db["idempotency_keys"].find({"_id": {"$regex": f"^{cid}:"}})}
     assert markers == {f"{cid}:{'0' * 32}"}
 
 
@@ -230,17 +220,17 @@ def test_release_only_unbinds_the_named_job(jobs):
 
 @pytest.mark.parametrize("stale", [False, True], ids=["new-key", "stale-claim"])
 @pytest.mark.parametrize("round_", range(5))
-def test_two_concurrent_claims_with_one_key_keep_exactly_one_job(db, round_, stale):
+def test_two_concurrent_claims_with_one_key_keep_exactly_one_job(mongo_db, round_, stale):
     """Two uploads with the same key, each with its own freshly inserted job, claim at the same moment
     (for a new key: both insert; for a claim whose job was deleted: both take it over)."""
     ids = [f"{round_:016x}{n:016x}" for n in (1, 2)]
     if stale:
-        Jobs(db).claim_idempotency_key(ALICE, f"key-{round_}", "0" * 32, now=NOW)  # its job never existed
+        Jobs(mongo_db).claim_idempotency_key(ALICE, f"key-{round_}", "0" * 32, now=NOW)  # its job never existed
     start = threading.Barrier(2)
     results: dict[str, object] = {}
 
     def claim(job_id: str) -> None:
-        jobs = Jobs(db)  # one adapter per request thread, on the shared client, as in the gateway
+        jobs = Jobs(mongo_db)  # one adapter per request thread, on the shared client, as in the gateway
         jobs.create({**job(0), "_id": job_id})
         start.wait(timeout=10)
         try:
@@ -258,44 +248,44 @@ def test_two_concurrent_claims_with_one_key_keep_exactly_one_job(db, round_, sta
     assert len(winners) == 1, results
     (loser,) = set(ids) - set(winners)
     assert isinstance(results[loser], dict) and results[loser]["_id"] == winners[0]
-    assert Jobs(db).find_idempotent(ALICE, f"key-{round_}", now=NOW)["_id"] == winners[0]
+    assert Jobs(mongo_db).find_idempotent(ALICE, f"key-{round_}", now=NOW)["_id"] == winners[0]
 
 
 # ---------------------------------------------------------------- storage
 
 
 @pytest.fixture
-def storage(db: Database) -> Storage:
-    return Storage(db)
+def storage(mongo_db: Database) -> Storage:
+    return Storage(mongo_db)
 
 
-def test_a_video_upload_is_plain_gridfs_with_the_spec_indexes(db, storage):
+def test_a_video_upload_is_plain_gridfs_with_the_spec_indexes(mongo_db, storage):
     data = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 2000
     writer = storage.open_video_upload("clip.mp4", {"owner": ALICE, "job_id": "j"})
     writer.write(data)
     writer.close()
 
-    stream = gridfs.GridFSBucket(db, "videos").open_download_stream(writer._id)
+    stream = gridfs.GridFSBucket(mongo_db, "videos").open_download_stream(writer._id)
     assert (stream.read(), stream.filename, stream.metadata) == (data, "clip.mp4", {"owner": ALICE, "job_id": "j"})
-    keys = [index["key"] for index in db["videos.chunks"].index_information().values()]
+    keys = [index["key"] for index in mongo_db["videos.chunks"].index_information().values()]
     assert [("files_id", 1), ("n", 1)] in keys
 
 
-def test_delete_video_and_mp3_remove_files_and_chunks(db, storage):
-    video = gridfs.GridFSBucket(db, "videos").upload_from_stream("a.mp4", b"v" * 300_000)
-    mp3 = gridfs.GridFSBucket(db, "mp3s").upload_from_stream("a.mp3", b"m" * 300_000)
+def test_delete_video_and_mp3_remove_files_and_chunks(mongo_db, storage):
+    video = gridfs.GridFSBucket(mongo_db, "videos").upload_from_stream("a.mp4", b"v" * 300_000)
+    mp3 = gridfs.GridFSBucket(mongo_db, "mp3s").upload_from_stream("a.mp3", b"m" * 300_000)
     storage.delete_video(str(video))
     storage.delete_mp3(str(mp3))
     for bucket in ("videos", "mp3s"):
-        assert db[f"{bucket}.files"].count_documents({}) == 0
-        assert db[f"{bucket}.chunks"].count_documents({}) == 0
+        assert mongo_db[f"{bucket}.files"].count_documents({}) == 0
+        assert mongo_db[f"{bucket}.chunks"].count_documents({}) == 0
     storage.delete_video(str(video))  # already gone: fine
     storage.delete_mp3("not-an-object-id")  # malformed: logged, nothing to delete
 
 
-def test_open_mp3_streams_the_file_with_its_owner(db, storage):
+def test_open_mp3_streams_the_file_with_its_owner(mongo_db, storage):
     data = bytes(range(256)) * 3000
-    fid = gridfs.GridFSBucket(db, "mp3s").upload_from_stream("talk.mp3", data, metadata={"owner": ALICE})
+    fid = gridfs.GridFSBucket(mongo_db, "mp3s").upload_from_stream("talk.mp3", data, metadata={"owner": ALICE})
     mp3 = storage.open_mp3(str(fid))
     assert (mp3.fid, mp3.filename, mp3.length, mp3.owner) == (str(fid), "talk.mp3", len(data), ALICE)
     assert b"".join(mp3.chunks()) == data

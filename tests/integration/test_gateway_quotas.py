@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import gridfs
 import pytest
-from mp3core import mongo
-from pymongo.database import Database
 
 from gateway.jobs import CLAIM_PURGE_EVERY, IDEMPOTENCY_WINDOW, Jobs, claim_id, new_job
 from gateway.storage import Storage
@@ -19,15 +16,8 @@ NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 ALICE, BOB = "alice@example.com", "bob@example.com"
 
 
-@pytest.fixture
-def db(mongo_uri: str) -> Iterator[Database]:
-    database = mongo.connect(mongo_uri)
-    yield database
-    database.client.close()
-
-
-def test_jobs_in_flight_count_queued_and_converting_of_the_owner_only(db):
-    jobs = Jobs(db)
+def test_jobs_in_flight_count_queued_and_converting_of_the_owner_only(mongo_db):
+    jobs = Jobs(mongo_db)
     for n, (owner, status) in enumerate([(ALICE, "queued"), (ALICE, "converting"), (ALICE, "done"),
                                          (ALICE, "failed"), (ALICE, "expired"), (BOB, "queued")]):
         doc = new_job(job_id=f"{n:032x}", owner=owner, filename="a.mp4", video_fid=f"{n:024x}", now=NOW)
@@ -37,15 +27,15 @@ def test_jobs_in_flight_count_queued_and_converting_of_the_owner_only(db):
     assert jobs.count_in_flight("carol@example.com") == 0
 
 
-def test_bytes_stored_sum_committed_videos_and_mp3s_of_the_owner(db):
-    storage = Storage(db)
+def test_bytes_stored_sum_committed_videos_and_mp3s_of_the_owner(mongo_db):
+    storage = Storage(mongo_db)
     for size in (1000, 2500):
         writer = storage.open_video_upload("a.mp4", {"owner": ALICE, "job_id": "j"})
         writer.write(b"v" * size)
         writer.close()
     unfinished = storage.open_video_upload("b.mp4", {"owner": ALICE, "job_id": "k"})
     unfinished.write(b"v" * 300_000)  # chunks without a files document yet: not counted
-    mp3s = gridfs.GridFSBucket(db, bucket_name="mp3s")
+    mp3s = gridfs.GridFSBucket(mongo_db, bucket_name="mp3s")
     mp3s.upload_from_stream("a.mp3", b"m" * 700, metadata={"owner": ALICE})
     mp3s.upload_from_stream("b.mp3", b"m" * 999, metadata={"owner": BOB})
     assert storage.bytes_stored(ALICE) == 1000 + 2500 + 700
@@ -54,10 +44,10 @@ def test_bytes_stored_sum_committed_videos_and_mp3s_of_the_owner(db):
     unfinished.abort()
 
 
-def test_idempotency_keys_expire_even_without_ttl_index_support(db):
+def test_idempotency_keys_expire_even_without_ttl_index_support(mongo_db):
     """FerretDB 1.24 refuses expireAfterSeconds; the gateway then purges expired claims itself."""
-    jobs = Jobs(db)
-    claims = db["idempotency_keys"]
+    jobs = Jobs(mongo_db)
+    claims = mongo_db["idempotency_keys"]
     old = NOW - IDEMPOTENCY_WINDOW - timedelta(minutes=1)
     claims.insert_one({"_id": claim_id(ALICE, "old"), "job_id": "j0", "created_at": old})
     claims.insert_one({"_id": f"{claim_id(ALICE, 'old')}:j0", "taken_at": old, "created_at": old})  # a marker

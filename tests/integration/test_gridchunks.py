@@ -6,7 +6,6 @@ import io
 import os
 
 import gridfs
-import pymongo
 import pytest
 from bson import ObjectId
 from gridfs.errors import CorruptGridFile
@@ -18,15 +17,8 @@ pytestmark = pytest.mark.integration
 SMALL_CHUNK = 1024  # many chunks from little data
 
 
-@pytest.fixture
-def db(mongo_uri):
-    client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000)
-    yield client.get_default_database()
-    client.close()
-
-
-def write(db, data: bytes, *, chunk_size: int = 255 * 1024, close: bool = True, piece: int = 100_000) -> ObjectId:
-    writer = ChunkWriter(db["b.files"], db["b.chunks"], "clip.mp4", {"owner": "a@example.com"}, chunk_size)
+def write(mongo_db, data: bytes, *, chunk_size: int = 255 * 1024, close: bool = True, piece: int = 100_000) -> ObjectId:
+    writer = ChunkWriter(mongo_db["b.files"], mongo_db["b.chunks"], "clip.mp4", {"owner": "a@example.com"}, chunk_size)
     for i in range(0, len(data), piece):
         writer.write(data[i : i + piece])
     if close:
@@ -34,82 +26,82 @@ def write(db, data: bytes, *, chunk_size: int = 255 * 1024, close: bool = True, 
     return writer._id
 
 
-def read_all(db, fid: ObjectId, length: int, size: int = 300_000) -> bytes:
+def read_all(mongo_db, fid: ObjectId, length: int, size: int = 300_000) -> bytes:
     out = bytearray()
-    with ChunkReader(db["b.chunks"], fid, length) as reader:
+    with ChunkReader(mongo_db["b.chunks"], fid, length) as reader:
         while piece := reader.read(size):
             assert len(piece) <= size
             out += piece
     return bytes(out)
 
 
-def counts(db, fid: ObjectId) -> tuple[int, int]:
-    return db["b.files"].count_documents({"_id": fid}), db["b.chunks"].count_documents({"files_id": fid})
+def counts(mongo_db, fid: ObjectId) -> tuple[int, int]:
+    return mongo_db["b.files"].count_documents({"_id": fid}), mongo_db["b.chunks"].count_documents({"files_id": fid})
 
 
-def test_written_file_is_plain_gridfs(db):
+def test_written_file_is_plain_gridfs(mongo_db):
     data = os.urandom(3 * 255 * 1024 + 17)
-    fid = write(db, data)
+    fid = write(mongo_db, data)
 
-    assert read_all(db, fid, len(data)) == data
-    assert gridfs.GridFSBucket(db, "b").open_download_stream(fid).read() == data  # any GridFS client reads it
-    assert [c["n"] for c in db["b.chunks"].find({"files_id": fid}, sort=[("n", 1)])] == [0, 1, 2, 3]
+    assert read_all(mongo_db, fid, len(data)) == data
+    assert gridfs.GridFSBucket(mongo_db, "b").open_download_stream(fid).read() == data  # any GridFS client reads it
+    assert [c["n"] for c in mongo_db["b.chunks"].find({"files_id": fid}, sort=[("n", 1)])] == [0, 1, 2, 3]
 
 
-def test_chunks_yields_the_stored_chunks_after_whatever_read_took(db):
+def test_chunks_yields_the_stored_chunks_after_whatever_read_took(mongo_db):
     data = os.urandom(3 * 255 * 1024 + 17)
-    fid = write(db, data)
+    fid = write(mongo_db, data)
 
-    with ChunkReader(db["b.chunks"], fid, len(data)) as reader:
+    with ChunkReader(mongo_db["b.chunks"], fid, len(data)) as reader:
         assert [len(c) for c in reader.chunks()] == [255 * 1024] * 3 + [17]
-    with ChunkReader(db["b.chunks"], fid, len(data)) as reader:
+    with ChunkReader(mongo_db["b.chunks"], fid, len(data)) as reader:
         head = reader.read(1000)
         rest = list(reader.chunks())
     assert [len(c) for c in rest] == [255 * 1024 - 1000] + [255 * 1024] * 2 + [17]
     assert head + b"".join(rest) == data
 
 
-def test_delete_removes_every_chunk_and_only_that_file(db):
-    other = write(db, os.urandom(5000), chunk_size=SMALL_CHUNK)
-    fid = write(db, os.urandom(130 * SMALL_CHUNK + 5), chunk_size=SMALL_CHUNK)
-    assert counts(db, fid) == (1, 131)
+def test_delete_removes_every_chunk_and_only_that_file(mongo_db):
+    other = write(mongo_db, os.urandom(5000), chunk_size=SMALL_CHUNK)
+    fid = write(mongo_db, os.urandom(130 * SMALL_CHUNK + 5), chunk_size=SMALL_CHUNK)
+    assert counts(mongo_db, fid) == (1, 131)
 
-    delete_file(db["b.files"], db["b.chunks"], fid)
+    delete_file(mongo_db["b.files"], mongo_db["b.chunks"], fid)
 
-    assert counts(db, fid) == (0, 0)
-    assert counts(db, other) == (1, 5)
-    delete_file(db["b.files"], db["b.chunks"], fid)  # again: nothing there, no error
-
-
-def test_delete_without_files_document_removes_an_interrupted_uploads_chunks(db):
-    fid = write(db, os.urandom(7 * SMALL_CHUNK), chunk_size=SMALL_CHUNK, close=False)
-    assert counts(db, fid) == (0, 7)
-
-    delete_file(db["b.files"], db["b.chunks"], fid)
-
-    assert counts(db, fid) == (0, 0)
+    assert counts(mongo_db, fid) == (0, 0)
+    assert counts(mongo_db, other) == (1, 5)
+    delete_file(mongo_db["b.files"], mongo_db["b.chunks"], fid)  # again: nothing there, no error
 
 
-def test_abort_deletes_what_was_written(db):
-    writer = ChunkWriter(db["b.files"], db["b.chunks"], "clip.mp4", {}, SMALL_CHUNK)
+def test_delete_without_files_document_removes_an_interrupted_uploads_chunks(mongo_db):
+    fid = write(mongo_db, os.urandom(7 * SMALL_CHUNK), chunk_size=SMALL_CHUNK, close=False)
+    assert counts(mongo_db, fid) == (0, 7)
+
+    delete_file(mongo_db["b.files"], mongo_db["b.chunks"], fid)
+
+    assert counts(mongo_db, fid) == (0, 0)
+
+
+def test_abort_deletes_what_was_written(mongo_db):
+    writer = ChunkWriter(mongo_db["b.files"], mongo_db["b.chunks"], "clip.mp4", {}, SMALL_CHUNK)
     writer.write(os.urandom(10 * SMALL_CHUNK + 3))
     writer.abort()
-    assert counts(db, writer._id) == (0, 0)
+    assert counts(mongo_db, writer._id) == (0, 0)
 
 
-def test_files_from_other_gridfs_clients_are_read_and_deleted(db):
+def test_files_from_other_gridfs_clients_are_read_and_deleted(mongo_db):
     data = os.urandom(2 * 255 * 1024 + 9)
-    fid = gridfs.GridFSBucket(db, "b").upload_from_stream("other.mp4", io.BytesIO(data))
+    fid = gridfs.GridFSBucket(mongo_db, "b").upload_from_stream("other.mp4", io.BytesIO(data))
 
-    assert read_all(db, fid, len(data)) == data
-    delete_file(db["b.files"], db["b.chunks"], fid)
-    assert counts(db, fid) == (0, 0)
+    assert read_all(mongo_db, fid, len(data)) == data
+    delete_file(mongo_db["b.files"], mongo_db["b.chunks"], fid)
+    assert counts(mongo_db, fid) == (0, 0)
 
 
-def test_a_missing_chunk_is_reported_not_skipped(db):
+def test_a_missing_chunk_is_reported_not_skipped(mongo_db):
     data = os.urandom(3 * SMALL_CHUNK)
-    fid = write(db, data, chunk_size=SMALL_CHUNK)
-    db["b.chunks"].delete_one({"files_id": fid, "n": 1})
+    fid = write(mongo_db, data, chunk_size=SMALL_CHUNK)
+    mongo_db["b.chunks"].delete_one({"files_id": fid, "n": 1})
 
     with pytest.raises(CorruptGridFile, match="chunk 1 "):
-        read_all(db, fid, len(data), size=SMALL_CHUNK)
+        read_all(mongo_db, fid, len(data), size=SMALL_CHUNK)

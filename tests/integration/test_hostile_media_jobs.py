@@ -18,7 +18,6 @@ pytestmark = [pytest.mark.integration,
 
 from gridfs import GridFSBucket  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
-from pymongo import MongoClient  # noqa: E402
 
 from converter import handler  # noqa: E402
 from converter.jobs import Jobs  # noqa: E402
@@ -27,13 +26,6 @@ from converter.storage import Bucket  # noqa: E402
 from mp3core.errors import PermanentError  # noqa: E402
 
 OWNER = "alice@example.com"
-
-
-@pytest.fixture
-def db(mongo_uri):
-    client = MongoClient(mongo_uri, tz_aware=True, serverSelectionTimeoutMS=5000)
-    yield client.get_default_database()
-    client.close()
 
 
 @pytest.fixture(scope="module")
@@ -59,22 +51,22 @@ def tracker_bomb() -> bytes:
     return b"OggS!".ljust(20, b"\0") + samples + bytes([128, 127]) + bytes(128) + b"M.K." + row * 64
 
 
-def queue_job(db, content: bytes) -> dict:
+def queue_job(mongo_db, content: bytes) -> dict:
     """A queued job whose video is `content`, as the gateway stores it; returns its `video` message fields."""
     job_id = uuid.uuid4().hex
-    video_fid = str(GridFSBucket(db, "videos").upload_from_stream("upload", content, metadata={"owner": OWNER}))
+    video_fid = str(GridFSBucket(mongo_db, "videos").upload_from_stream("upload", content, metadata={"owner": OWNER}))
     now = datetime.now(timezone.utc)
-    db["jobs"].insert_one({"_id": job_id, "owner": OWNER, "status": "queued", "filename": "clip.mp4",
+    mongo_db["jobs"].insert_one({"_id": job_id, "owner": OWNER, "status": "queued", "filename": "clip.mp4",
                            "video_fid": video_fid, "mp3_fid": None, "error": None, "attempts": 0, "progress": 0,
                            "created_at": now, "updated_at": now, "expires_at": None})
     return {"job_id": job_id, "video_fid": video_fid, "username": OWNER, "filename": "clip.mp4"}
 
 
-def run(db, message: dict, tmp_path: Path) -> dict | None:
+def run(mongo_db, message: dict, tmp_path: Path) -> dict | None:
     """What the consumer does: handle, and on a PermanentError, fail (the job) and return the failed message."""
-    jobs, metrics = Jobs(db["jobs"]), Metrics.create(CollectorRegistry())
+    jobs, metrics = Jobs(mongo_db["jobs"]), Metrics.create(CollectorRegistry())
     try:
-        return handler.handle(message, jobs=jobs, videos=Bucket(db, "videos"), mp3s=Bucket(db, "mp3s"),
+        return handler.handle(message, jobs=jobs, videos=Bucket(mongo_db, "videos"), mp3s=Bucket(mongo_db, "mp3s"),
                               work_dir=tmp_path, max_attempts=3, metrics=metrics)
     except PermanentError as error:
         return handler.fail(message, error, jobs=jobs, metrics=metrics)
@@ -86,34 +78,34 @@ def run(db, message: dict, tmp_path: Path) -> dict | None:
     ("tracker", "video/ogg", "the file is not a readable video (read as video/ogg): "),
     ("tracker", None, "the file is not in a supported video container (it reads as libopenmpt)"),
 ])
-def test_crafted_upload_ends_failed_within_seconds_with_no_mp3(db, secret, tmp_path, case, container, reason):
-    message = queue_job(db, dash_naming(secret) if case == "dash" else tracker_bomb())
+def test_crafted_upload_ends_failed_within_seconds_with_no_mp3(mongo_db, secret, tmp_path, case, container, reason):
+    message = queue_job(mongo_db, dash_naming(secret) if case == "dash" else tracker_bomb())
     message["container"] = container
 
     started = time.monotonic()
-    announced = run(db, message, tmp_path)
+    announced = run(mongo_db, message, tmp_path)
     assert time.monotonic() - started < 10
 
-    job = db["jobs"].find_one({"_id": message["job_id"]})
+    job = mongo_db["jobs"].find_one({"_id": message["job_id"]})
     assert job["status"] == "failed" and job["error"].startswith(reason)
     assert announced["status"] == "failed" and announced["error"] == job["error"]
-    assert db["mp3s.files"].count_documents({}) == 0 and db["mp3s.chunks"].count_documents({}) == 0
+    assert mongo_db["mp3s.files"].count_documents({}) == 0 and mongo_db["mp3s.chunks"].count_documents({}) == 0
 
 
-def test_a_message_naming_another_user_is_refused_and_the_owner_s_job_is_untouched(db, tmp_path):
+def test_a_message_naming_another_user_is_refused_and_the_owner_s_job_is_untouched(mongo_db, tmp_path):
     clip = tmp_path / "clip.mp4"
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=1",
                     "-c:a", "aac", str(clip)], check=True, timeout=60)
-    message = queue_job(db, clip.read_bytes())
+    message = queue_job(mongo_db, clip.read_bytes())
     message["container"] = "video/mp4"
 
-    assert run(db, {**message, "username": "mallory@example.com"}, tmp_path) is None
-    job = db["jobs"].find_one({"_id": message["job_id"]})
+    assert run(mongo_db, {**message, "username": "mallory@example.com"}, tmp_path) is None
+    job = mongo_db["jobs"].find_one({"_id": message["job_id"]})
     assert (job["status"], job["attempts"], job["error"]) == ("queued", 0, None)
-    assert db["mp3s.files"].count_documents({}) == 0
+    assert mongo_db["mp3s.files"].count_documents({}) == 0
 
     # The owner's own message still converts, and the MP3 is the job owner's.
-    assert run(db, message, tmp_path)["status"] == "done"
-    job = db["jobs"].find_one({"_id": message["job_id"]})
-    stored = db["mp3s.files"].find_one({})
+    assert run(mongo_db, message, tmp_path)["status"] == "done"
+    job = mongo_db["jobs"].find_one({"_id": message["job_id"]})
+    stored = mongo_db["mp3s.files"].find_one({})
     assert str(stored["_id"]) == job["mp3_fid"] and stored["metadata"]["owner"] == OWNER

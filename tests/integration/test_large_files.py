@@ -6,7 +6,6 @@ import hashlib
 import os
 
 import gridfs
-import pymongo
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -14,14 +13,7 @@ pytestmark = pytest.mark.integration
 SIZE = 80 * 1024 * 1024 + 4321
 
 
-@pytest.fixture
-def db(mongo_uri):
-    client = pymongo.MongoClient(mongo_uri, serverSelectionTimeoutMS=5000)
-    yield client.get_default_database()
-    client.close()
-
-
-def put(db, bucket: str, tmp_path) -> tuple[object, str]:
+def put(mongo_db, bucket: str, tmp_path) -> tuple[object, str]:
     source = tmp_path / "big.bin"
     digest = hashlib.sha256()
     with source.open("wb") as handle:
@@ -33,25 +25,25 @@ def put(db, bucket: str, tmp_path) -> tuple[object, str]:
         digest.update(tail)
         handle.write(tail)
     with source.open("rb") as handle:
-        fid = gridfs.GridFSBucket(db, bucket).upload_from_stream("big.mp3", handle, metadata={"owner": "a@example.com"})
+        fid = gridfs.GridFSBucket(mongo_db, bucket).upload_from_stream("big.mp3", handle, metadata={"owner": "a@example.com"})
     source.unlink()
     return fid, digest.hexdigest()
 
 
-def test_converter_downloads_a_large_video(db, tmp_path):
+def test_converter_downloads_a_large_video(mongo_db, tmp_path):
     from converter.storage import Bucket
 
-    fid, expected = put(db, "videos", tmp_path)
+    fid, expected = put(mongo_db, "videos", tmp_path)
     dst = tmp_path / "video"
-    assert Bucket(db, "videos").download_to(str(fid), dst) == SIZE
+    assert Bucket(mongo_db, "videos").download_to(str(fid), dst) == SIZE
     assert hashlib.sha256(dst.read_bytes()).hexdigest() == expected
 
 
-def test_gateway_streams_a_large_mp3(db, tmp_path):
+def test_gateway_streams_a_large_mp3(mongo_db, tmp_path):
     from gateway.storage import Storage
 
-    fid, expected = put(db, "mp3s", tmp_path)
-    mp3 = Storage(db).open_mp3(str(fid))
+    fid, expected = put(mongo_db, "mp3s", tmp_path)
+    mp3 = Storage(mongo_db).open_mp3(str(fid))
     assert mp3.length == SIZE
     digest, total = hashlib.sha256(), 0
     for piece in mp3.chunks():
@@ -61,12 +53,12 @@ def test_gateway_streams_a_large_mp3(db, tmp_path):
     assert (total, digest.hexdigest()) == (SIZE, expected)
 
 
-def test_converter_uploads_an_mp3_that_gridfs_reads_back_and_a_retry_overwrites(db, tmp_path):
+def test_converter_uploads_an_mp3_that_gridfs_reads_back_and_a_retry_overwrites(mongo_db, tmp_path):
     from bson import ObjectId
 
     from converter.storage import Bucket
 
-    bucket = Bucket(db, "mp3s")
+    bucket = Bucket(mongo_db, "mp3s")
     src = tmp_path / "out.mp3"
     data = os.urandom(3 * 255 * 1024 + 17)  # partial last chunk
     src.write_bytes(data)
@@ -74,8 +66,8 @@ def test_converter_uploads_an_mp3_that_gridfs_reads_back_and_a_retry_overwrites(
     bucket.replace(fid, "clip.mp3", src, {"owner": "a@example.com", "job_id": "j1"})
     bucket.replace(fid, "clip.mp3", src, {"owner": "a@example.com", "job_id": "j1"})  # a retry
 
-    stream = gridfs.GridFSBucket(db, "mp3s").open_download_stream(ObjectId(fid))
+    stream = gridfs.GridFSBucket(mongo_db, "mp3s").open_download_stream(ObjectId(fid))
     assert stream.read() == data
     assert stream.filename == "clip.mp3" and stream.metadata == {"owner": "a@example.com", "job_id": "j1"}
-    assert db["mp3s.files"].count_documents({}) == 1
-    assert db["mp3s.chunks"].count_documents({"files_id": ObjectId(fid)}) == 4
+    assert mongo_db["mp3s.files"].count_documents({}) == 1
+    assert mongo_db["mp3s.chunks"].count_documents({"files_id": ObjectId(fid)}) == 4
