@@ -50,10 +50,27 @@ def new_job(mongo_db, now: datetime, **fields) -> str:
     return job_id
 
 
-def reaper_for(mongo_db, now: datetime) -> Reaper:
-    return Reaper(jobs=Jobs(mongo_db["jobs"], mp3_ttl=TTL), videos=Bucket(mongo_db, "videos"), mp3s=Bucket(mongo_db, "mp3s"),
-                  ttl=TTL, job_retention=RETENTION, interval_s=3600, metrics=Metrics.create(CollectorRegistry()),
-                  clock=lambda: now)
+def reaper_for(mongo_db, now: datetime, jobs: Jobs | None = None) -> Reaper:
+    return Reaper(jobs=jobs or Jobs(mongo_db["jobs"], mp3_ttl=TTL), videos=Bucket(mongo_db, "videos"),
+                  mp3s=Bucket(mongo_db, "mp3s"), ttl=TTL, job_retention=RETENTION, interval_s=3600,
+                  metrics=Metrics.create(CollectorRegistry()), clock=lambda: now)
+
+
+def passes_at_once(reapers: list[Reaper]) -> list[dict | None]:
+    """One pass of every reaper, started together as replicas would; their counts (None: a pass failed)."""
+    results: list[dict | None] = []
+    start = threading.Barrier(len(reapers))
+
+    def replica(reaper: Reaper) -> None:
+        start.wait()
+        results.append(reaper.run_once())
+
+    threads = [threading.Thread(target=replica, args=(reaper,)) for reaper in reapers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
 
 
 def test_one_pass_deletes_expired_mp3s_and_old_failed_videos_and_keeps_the_rest(mongo_db):
@@ -96,19 +113,7 @@ def test_replicas_reaping_at_once_leave_every_mp3_deleted_and_every_job_expired(
         mp3s[job_id] = put(mongo_db, "mp3s", job_id)
         mongo_db["jobs"].update_one({"_id": job_id}, {"$set": {"mp3_fid": mp3s[job_id]}})
 
-    results: list[dict | None] = []
-    start = threading.Barrier(3)
-
-    def replica():
-        r = reaper_for(mongo_db, now)
-        start.wait()
-        results.append(r.run_once())
-
-    threads = [threading.Thread(target=replica) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = passes_at_once([reaper_for(mongo_db, now) for _ in range(3)])
 
     assert len(results) == 3 and None not in results  # no replica's pass failed
     # On MongoDB the conditional update lets exactly one replica count each expiry (sum == 4); FerretDB v1 does
@@ -163,21 +168,8 @@ def test_replicas_reaping_at_once_delete_every_old_job_and_its_video_and_count_e
                 return snapshot
             return super().stale_final_jobs(updated_before, limit)
 
-    results: list[dict | None] = []
-    start = threading.Barrier(3)
-
-    def replica():
-        r = Reaper(jobs=ReadBeforeAnyoneActed(mongo_db["jobs"], mp3_ttl=TTL), videos=Bucket(mongo_db, "videos"),
-                   mp3s=Bucket(mongo_db, "mp3s"), ttl=TTL, job_retention=RETENTION, interval_s=3600,
-                   metrics=Metrics.create(CollectorRegistry()), clock=lambda: now)
-        start.wait()
-        results.append(r.run_once())
-
-    threads = [threading.Thread(target=replica) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = passes_at_once([reaper_for(mongo_db, now, ReadBeforeAnyoneActed(mongo_db["jobs"], mp3_ttl=TTL))
+                              for _ in range(3)])
 
     assert len(results) == 3 and None not in results  # no replica's pass failed
     assert sum(r["job"] for r in results) == 6  # delete_one's deleted_count is exact on FerretDB too
