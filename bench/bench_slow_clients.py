@@ -11,12 +11,12 @@ import sys
 import threading
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import psutil
 import requests
 
 import common as c
+from tests.support import local_address, raw_upload_head  # noqa: E402  (common puts the root on sys.path)
 
 NAME = "slow_clients"
 SLOW = 16 if c.SMOKE else 256  # connections of each kind
@@ -28,20 +28,6 @@ FLOWS = 1 if c.SMOKE else 5
 LOADED_FOR_S = 3 if c.SMOKE else 60
 LOAD_SETTLE_S = 2 if c.SMOKE else 5  # let every slow connection get in before measuring
 BOUNDARY = "bench-slow-boundary"
-
-
-def _addr(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    assert parts.hostname == "127.0.0.1", "the benchmark only talks to a gateway it started locally"
-    return parts.hostname, parts.port
-
-
-def _upload_head(url: str, token: str) -> bytes:
-    host, port = _addr(url)
-    return (f"POST /upload HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 100000000\r\n\r\n"
-            f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.mp4\"\r\n"
-            f"Content-Type: video/mp4\r\n\r\n").encode() + b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 
 
 class SlowClients:
@@ -59,15 +45,15 @@ class SlowClients:
                          threading.Thread(target=self._trickle_headers, daemon=True)]
 
     def _header_conn(self) -> socket.socket:
-        sock = socket.create_connection(_addr(self.url), timeout=5)
+        sock = socket.create_connection(local_address(self.url), timeout=5)
         sock.sendall(b"GET /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         sock.setblocking(False)
         return sock
 
     def __enter__(self) -> SlowClients:
         for _ in range(SLOW):
-            sock = socket.create_connection(_addr(self.url), timeout=5)
-            sock.sendall(_upload_head(self.url, self.token))
+            sock = socket.create_connection(local_address(self.url), timeout=5)
+            sock.sendall(raw_upload_head(self.url, self.token, BOUNDARY, 100_000_000))
             sock.setblocking(False)
             self.bodies.append(sock)
         self.headers = [self._header_conn() for _ in range(SLOW)]

@@ -14,6 +14,7 @@ from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
 from typing import Callable, Iterator
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("STATE_DIR", ROOT / ".state"))
@@ -177,3 +178,21 @@ def body_text(message: Message) -> str:
         if part.get_content_type() == "text/plain":
             return part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
     return ""
+
+
+def local_address(url: str) -> tuple[str, int]:
+    """(host, port) of a service this machine started: tests and benchmarks talk only to 127.0.0.1."""
+    parts = urlsplit(url)
+    assert parts.hostname == "127.0.0.1", f"{url} is not a local service"
+    return parts.hostname, parts.port
+
+
+def raw_upload_head(url: str, token: str, boundary: str, length: int) -> bytes:
+    """The start of a POST /upload sent by hand: headers announcing `length` bytes, then the file part's
+    header and an MP4's first bytes, so the gateway stores what follows (a slow client sends the rest)."""
+    host, port = local_address(url)
+    return (f"POST /upload HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {length}\r\n\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.mp4\"\r\n"
+            f"Content-Type: video/mp4\r\n\r\n").encode() + b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+

@@ -8,25 +8,20 @@ import socket
 import threading
 import time
 from contextlib import ExitStack, closing
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from tests.e2e.conftest import bearer
+from tests.support import local_address, raw_upload_head
 
 pytestmark = pytest.mark.timeout(300)
 
 BOUNDARY = "slow-client-boundary"
 
 
-def _addr(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return parts.hostname, parts.port
-
-
 def _connect(url: str, timeout: float = 10) -> socket.socket:
-    return socket.create_connection(_addr(url), timeout=timeout)
+    return socket.create_connection(local_address(url), timeout=timeout)
 
 
 def _response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
@@ -46,14 +41,6 @@ def _response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
             break
         body += chunk
     return int(lines[0].split()[1]), headers, body
-
-
-def _upload_head(url: str, token: str, length: int = 10_000_000) -> bytes:
-    host, port = _addr(url)
-    return (f"POST /upload HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {length}\r\n\r\n"
-            f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.mp4\"\r\n"
-            f"Content-Type: video/mp4\r\n\r\n").encode() + b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 
 
 class Trickle:
@@ -111,7 +98,7 @@ def test_requests_gunicorn_refuses_get_a_json_error(stack, request_bytes, status
 
 @pytest.mark.parametrize("path", ["/users", "/upload"])
 def test_a_bad_token_is_refused_before_the_body_arrives(stack, path):
-    host, port = _addr(stack.url)
+    host, port = local_address(stack.url)
     with closing(_connect(stack.url, timeout=5)) as sock:
         # A syntactically fine token and a promised body that never comes: the answer must not wait for it.
         sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer not.a.token\r\n"
@@ -165,7 +152,7 @@ def test_slow_clients_starve_nobody_and_are_cut_off(fresh_stack, clip):
     with ExitStack() as opened:
         bodies = [opened.enter_context(closing(_connect(stack.url))) for _ in range(SLOW)]
         for sock in bodies:
-            sock.sendall(_upload_head(stack.url, slow_token))
+            sock.sendall(raw_upload_head(stack.url, slow_token, BOUNDARY, 10_000_000))
         headers = [opened.enter_context(closing(_connect(stack.url))) for _ in range(SLOW)]
         for sock in headers:
             sock.sendall(b"GET /jobs HTTP/1.1\r\nHost: x\r\nX-Slow: ")
@@ -173,7 +160,7 @@ def test_slow_clients_starve_nobody_and_are_cut_off(fresh_stack, clip):
             time.sleep(2)
             # One more upload than the limit allows: 429 at once, Retry-After, nothing read.
             with closing(_connect(stack.url)) as extra:
-                extra.sendall(_upload_head(stack.url, slow_token))
+                extra.sendall(raw_upload_head(stack.url, slow_token, BOUNDARY, 10_000_000))
                 status, got_headers, body = _response(extra)
             assert status == 429, body
             assert got_headers["retry-after"] == "10"
