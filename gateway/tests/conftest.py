@@ -242,22 +242,20 @@ class FakeAuth:
         return self.tokens[token]
 
     def login(self, authorization_header: str, client_addr: str | None) -> AuthReply:
-        self.calls.append(("login", authorization_header, client_addr))
-        self._check_up()
-        return self.reply
+        return self._relayed("login", authorization_header, client_addr)
 
     def create_user(self, token: str, json: dict, client_addr: str | None = None) -> AuthReply:
-        self.calls.append(("create_user", token, json, client_addr))
-        self._check_up()
-        return self.reply
+        return self._relayed("create_user", token, json, client_addr)
 
     def delete_user(self, token: str, email: str, client_addr: str | None = None) -> AuthReply:
-        self.calls.append(("delete_user", token, email, client_addr))
-        self._check_up()
-        return self.reply
+        return self._relayed("delete_user", token, email, client_addr)
 
     def change_password(self, token: str, json: dict, client_addr: str | None = None) -> AuthReply:
-        self.calls.append(("change_password", token, json, client_addr))
+        return self._relayed("change_password", token, json, client_addr)
+
+    def _relayed(self, *call: object) -> AuthReply:
+        """Records a relayed call and answers `reply` (auth's answer, passed on as-is)."""
+        self.calls.append(call)
         self._check_up()
         return self.reply
 
