@@ -43,10 +43,6 @@ class UploadSlots:
                 if self._active[owner] <= 0:
                     del self._active[owner]
 
-    def active(self, owner: str) -> int:
-        with self._lock:
-            return self._active[owner]
-
 
 @dataclass(frozen=True)
 class Quotas:
