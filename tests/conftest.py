@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
-from mp3core import mongo
-from pymongo.database import Database
+
+if TYPE_CHECKING:  # pymongo is not in the manifest tests' venv, which loads this conftest too
+    from pymongo.database import Database
 
 from tests.support import (
     FERRETDB_PORT,
@@ -66,6 +67,8 @@ def mongo_uri(servers: None) -> Iterator[str]:
 @pytest.fixture
 def mongo_db(mongo_uri: str) -> Iterator[Database]:
     """That unique database, reached as the services reach it (mp3core.mongo.connect: tz-aware, short timeouts)."""
+    from mp3core import mongo  # here: this conftest is loaded by the manifest tests too, without the services' deps
+
     database = mongo.connect(mongo_uri)
     yield database
     database.client.close()
