@@ -10,6 +10,7 @@ capped in duration and size whatever the file claims.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import resource
@@ -145,7 +146,10 @@ def to_mp3(src: Path, dst: Path, options: Options = Options(),
     # the start, which would leave ffmpeg a moment without them.
     proc = subprocess.Popen(_prlimit(limits) + ffmpeg_args(src, dst, options, container=container, limits=limits),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={"PATH": os.environ.get("PATH", os.defpath)}, cwd=dst.parent)
+                            env={"PATH": os.environ.get("PATH", os.defpath)}, cwd=dst.parent,
+                            # Its own session: a Ctrl-C or a process-group SIGTERM meant for the converter must not
+                            # reach ffmpeg (it would exit and fail the job); stopping it is our watchdog's business.
+                            start_new_session=True)
     assert proc.stdout is not None and proc.stderr is not None
     watchdog = _Watchdog(proc.kill, time_limit(None))
     too_long: list[float] = []
@@ -192,18 +196,34 @@ def to_mp3(src: Path, dst: Path, options: Options = Options(),
         tell_input()  # a short input may end before its first progress block reached us
         return stderr.input
     tail = stderr.tail()
-    # ffmpeg catches SIGXCPU itself and exits 255 after logging "received signal 24": both forms are the limit.
-    if returncode == -signal.SIGXCPU or f"received signal {int(signal.SIGXCPU)}" in tail:
-        raise PermanentError(f"ffmpeg used up its {limits.cpu_s} s of CPU time")
-    if returncode == -signal.SIGXFSZ:
-        raise PermanentError(f"the MP3 would be larger than {limits.max_output_bytes} bytes")
     if watchdog.fired:
         raise ConversionTimeout(f"ffmpeg was killed (signal {-returncode}) after {watchdog.limit_s:g} s limit")
     if returncode == -signal.SIGKILL:  # the OOM killer, or load: worth another attempt
         raise ConversionTimeout("ffmpeg was killed by signal 9")
+    # ffmpeg catches SIGXCPU, SIGINT and SIGTERM itself and exits 255 with this as its last message; the file's own
+    # text (metadata) can contain the words, so only the last message, exactly, counts.
+    caught = _caught_signal(tail)
+    if returncode == -signal.SIGXCPU or caught == signal.SIGXCPU:
+        raise PermanentError(f"ffmpeg used up its {limits.cpu_s} s of CPU time")
+    if caught in (signal.SIGINT, signal.SIGTERM):  # stopped from outside (a shutdown), not the file's doing
+        raise ConversionTimeout(f"ffmpeg was stopped by signal {caught}")
+    if returncode == -signal.SIGXFSZ:
+        raise PermanentError(f"the MP3 would be larger than {limits.max_output_bytes} bytes")
     if returncode < 0:  # a crash (SIGSEGV, SIGABRT, ...) on this input: another attempt would crash again
         raise PermanentError(f"ffmpeg crashed (signal {-returncode}) reading this file")
     raise _failure(tail, src, limits, container)
+
+
+_CAUGHT = re.compile(r"Exiting normally, received signal (\d+)\.")
+
+
+def _caught_signal(tail: str) -> int | None:
+    """The signal ffmpeg caught and exited on, when its last logged message says so."""
+    messages = _messages(tail)
+    if not messages or messages[-1][0] != "info":
+        return None
+    found = _CAUGHT.fullmatch(messages[-1][1])
+    return int(found.group(1)) if found else None
 
 
 _PRLIMIT_OPTIONS = {resource.RLIMIT_CPU: "--cpu", resource.RLIMIT_FSIZE: "--fsize", resource.RLIMIT_AS: "--as",
@@ -237,13 +257,14 @@ def progress_times(lines: Iterable[str]) -> Iterator[float]:
 def parse_out_time(value: str) -> float | None:
     """'HH:MM:SS.micro' -> seconds; None for 'N/A', negatives (ffmpeg prints those before the first packet), junk."""
     parts = value.strip().split(":")
-    if len(parts) != 3 or value.startswith("-"):
+    if len(parts) != 3 or "-" in value:
         return None
     try:
         hours, minutes, seconds = int(parts[0]), int(parts[1]), float(parts[2])
     except ValueError:
         return None
-    return hours * 3600 + minutes * 60 + seconds
+    # float() also takes "nan" and "inf", which a file can put in a forged Duration line.
+    return hours * 3600 + minutes * 60 + seconds if math.isfinite(seconds) else None
 
 
 # ffmpeg's `-loglevel level+...` tag: "[error] msg", or "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d1c0] [error] msg".

@@ -70,6 +70,10 @@ def test_parsed_options_make_the_expected_command(tmp_path):
     ("garbage", None),
     ("", None),
     ("aa:bb:cc", None),
+    ("00:00:nan", None),   # a forged Duration line: float() takes these
+    ("00:00:inf", None),
+    ("00:00:-5", None),
+    ("00:-1:00", None),
 ])
 def test_parse_out_time(value, seconds):
     assert convert.parse_out_time(value) == seconds
@@ -263,6 +267,7 @@ def test_stderr_reader_parses_the_duration(line, duration):
 @pytest.mark.parametrize("forged", [
     b"  Duration: 00:00:00.01, start\n",          # a metadata key with a newline: the continuation is untagged
     b"[info]   Duration: 00:00:00.01, start\n",   # ... or carries a forged tag too
+    b"[info]   Duration: 00:00:nan, start\n",     # ... or a value that compares false with everything
 ])
 def test_a_forged_duration_line_cannot_make_the_file_look_shorter(forged):
     reader = _stderr_of(b"[info] Input #0, matroska,webm, from 'video':\n[info]   Metadata:\n[info]     A\n"
@@ -286,6 +291,20 @@ def test_the_cpu_limit_on_real_ffmpeg(tmp_path):
                     "-c:a", "flac", str(src)], check=True, timeout=120)
     with pytest.raises(PermanentError, match="used up its 1 s of CPU time"):
         convert.to_mp3(src, tmp_path / "out.mp3", container="video/x-matroska", limits=convert.Limits(cpu_s=1))
+
+
+def test_the_file_s_own_text_cannot_pass_for_the_cpu_limit(fake_ffmpeg, tmp_path):
+    fake_ffmpeg("echo '[info]     comment         : Exiting normally, received signal 24.' >&2; "
+                "echo '[error] Invalid data found when processing input' >&2; exit 1")
+    with pytest.raises(PermanentError, match="not a readable video"):
+        convert.to_mp3(tmp_path / "in", tmp_path / "out.mp3")
+
+
+@pytest.mark.parametrize("signum", [2, 15])
+def test_ffmpeg_stopped_from_outside_is_transient(fake_ffmpeg, tmp_path, signum):
+    fake_ffmpeg(f"echo '[info] Exiting normally, received signal {signum}.' >&2; exit 255")
+    with pytest.raises(ConversionTimeout, match=f"stopped by signal {signum}"):
+        convert.to_mp3(tmp_path / "in", tmp_path / "out.mp3")
 
 
 def test_a_crash_of_ffmpeg_on_the_input_is_permanent_not_a_timeout(fake_ffmpeg, tmp_path):

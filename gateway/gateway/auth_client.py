@@ -85,7 +85,9 @@ class AuthClient:
 
     def delete_user(self, token: str, email: str, client_addr: str | None = None) -> AuthReply:
         """Admins only (auth decides); the address travels percent-encoded as one path segment."""
-        return _reply(self._call("DELETE", "/users/" + quote(email, safe=""), headers=_headers(token, client_addr)))
+        # Dots encoded too: the HTTP client would resolve a bare ".." segment (DELETE /users/.. -> DELETE /).
+        segment = quote(email, safe="").replace(".", "%2E")
+        return _reply(self._call("DELETE", "/users/" + segment, headers=_headers(token, client_addr)))
 
     def change_password(self, token: str, json: dict, client_addr: str | None = None) -> AuthReply:
         """The caller's own password; auth answers a fresh token and counts wrong current passwords."""

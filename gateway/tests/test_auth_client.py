@@ -122,3 +122,16 @@ def test_default_session_keeps_no_cookies_and_ignores_proxy_env():
     cookie = requests.cookies.create_cookie("sid", "secret", domain="auth")
     assert jar.get_policy().set_ok(cookie, urllib.request.Request("http://auth:5000/login")) is False
 
+
+
+@pytest.mark.parametrize(("email", "path"), [
+    ("ann+x@example.com", "/users/ann%2Bx%40example.com"),
+    ("..", "/users/.."),  # kept: a bare ".." in the URL would be resolved away
+    ("../validate", "/users/..%2Fvalidate"),
+])
+def test_delete_user_sends_the_address_as_one_path_segment(email, path):
+    session = FakeSession(response(204))
+    AuthClient("http://auth:5000", session=session).delete_user("t", email)
+    [call] = session.calls
+    # What the HTTP client really sends (it decodes %2E back, but only after resolving dot segments).
+    assert call["method"] == "DELETE" and requests.Request("DELETE", call["url"]).prepare().path_url == path

@@ -78,7 +78,7 @@ def handle(message: dict[str, Any], *, jobs: Jobs, send: Send, public_url: str, 
         # The owner deleted the job (and its MP3) before we got here: nothing to tell, nothing to retry.
         log.info("job no longer exists (deleted by its owner); dropping the message")
         return None
-    if job.get("owner") not in (None, msg.username):
+    if job.get("owner") != msg.username:
         raise PermanentError("the message's username is not the job's owner")
     if msg.status == DONE and job.get("status") == EXPIRED:
         log.info("the MP3 expired before its email went out; dropping the message")

@@ -293,3 +293,11 @@ def test_a_done_message_for_an_expired_job_is_dropped_quietly(run, send, jobs):
     jobs.docs[JOB_ID].update(status="expired", mp3_fid=None)
     assert run(done(), job_as_is=True) is None
     assert send.sent == []
+
+
+def test_a_job_without_an_owner_mails_nobody(run, send, jobs):
+    """The recipient must be the job's owner: a job that names none cannot vouch for any address."""
+    jobs.docs[JOB_ID].pop("owner", None)
+    with pytest.raises(PermanentError, match="not the job's owner"):
+        run(done())
+    assert send.sent == []
