@@ -24,10 +24,44 @@ FERRETDB_PORT = int(os.environ.get("INFRA_FERRETDB_PORT", "27017"))
 MARIADB_SOCKET = STATE / "mariadb" / "mysqld.sock"
 
 
+def _port_slice() -> range:
+    """This process's ports: below the kernel's ephemeral range, one slice per xdist worker.
+
+    A port the kernel hands out for `bind(0)` comes from the ephemeral range, which every outgoing
+    connection draws from too: between our check and the server's own bind, a client socket (pika,
+    pymongo, urllib) could take it. Ports below that range are never picked for outgoing connections,
+    and a slice per worker keeps parallel workers apart.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    first, last = 20000, max(20000 + 800, low)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    slices = 8
+    size = (last - first) // slices
+    start = first + (int(worker) % slices if worker.isdigit() else 0) * size
+    return range(start, start + size)
+
+
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nobody listens on now and that this process has not handed out before."""
+    ports = list(_port_slice())
+    offset = secrets.randbelow(len(ports))
+    for port in ports[offset:] + ports[:offset]:
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port left in this test process's slice")
 
 
 def port_open(port: int) -> bool:

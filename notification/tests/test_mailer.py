@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import smtplib
-import socket
 
 import pytest
 from aiosmtpd.controller import Controller
 
 from mp3core.errors import PermanentError
 from notification.mailer import Mailer, MailUnavailable, ascii_domain, classify
+from tests.support import free_port
 
 
 @pytest.mark.parametrize(("error", "kind", "text"), [
@@ -58,12 +58,6 @@ def test_ascii_domain(address, expected):
     assert ascii_domain(address) == expected
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Recorder:
     def __init__(self) -> None:
         self.envelopes = []
@@ -81,7 +75,7 @@ class Recorder:
 
 def _serve(smtputf8: bool):
     recorder = Recorder()
-    controller = Controller(recorder, hostname="127.0.0.1", port=_free_port(), enable_SMTPUTF8=smtputf8)
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), enable_SMTPUTF8=smtputf8)
     controller.start()
     return controller, recorder
 
@@ -118,7 +112,7 @@ def test_send_to_rejected_recipient_is_permanent(smtp_server):
 
 def test_send_with_server_down_is_transient():
     with pytest.raises(MailUnavailable):
-        Mailer("127.0.0.1", _free_port(), sender="mp3converter@localhost", timeout_s=2).send("a@b.c", "s", "b")
+        Mailer("127.0.0.1", free_port(), sender="mp3converter@localhost", timeout_s=2).send("a@b.c", "s", "b")
 
 
 def test_starttls_required_but_not_offered_is_transient(smtp_server):
