@@ -6,6 +6,7 @@ cannot drift from its consumer. docs/design.md describes the same contract in pr
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import PureWindowsPath
@@ -63,37 +64,68 @@ OPTION_VALUES: dict[str, tuple[int, ...]] = {
     "channels": (1, 2),
     "sample_rate": (22050, 44100, 48000),
 }
-OPTION_NAMES = tuple(OPTION_VALUES)
+TIME_OPTIONS = ("start", "end")         # seconds into the source (a JSON number), cut with ffmpeg's input seeking
+FLAG_OPTIONS = ("normalize", "cover")   # true/false; null = false
+OPTION_NAMES = (*OPTION_VALUES, *TIME_OPTIONS, *FLAG_OPTIONS)
+MAX_TIME_S = 359_999.999  # 99:59:59.999, the largest hh:mm:ss[.fff]
 OPTION_HINTS = {
     "bitrate": "bitrate must be one of " + ", ".join(map(str, OPTION_VALUES["bitrate"]))
                + " (kbit/s, constant bit rate)",
     "quality": "quality must be an integer from 0 (best) to 9 (variable bit rate)",
     "channels": "channels must be 1 or 2",
     "sample_rate": "sample_rate must be one of " + ", ".join(map(str, OPTION_VALUES["sample_rate"])),
+    **{name: f"{name} must be a time from 0 to 99:59:59.999: seconds (90 or 90.5) or hh:mm:ss[.fff] (00:01:30.5)"
+       for name in TIME_OPTIONS},
+    **{name: f"{name} must be true or false" for name in FLAG_OPTIONS},
 }
 DEFAULT_BITRATE = 192  # used when neither bitrate nor quality is set
+LOUDNESS_LUFS = -16    # normalize=true: EBU R128 integrated loudness target (the usual one for spoken audio)
+
+
+def _is_time(value: object) -> bool:
+    # bool is an int subclass: true must not pass as 1 s.
+    return (type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+            and 0 <= value <= MAX_TIME_S)  # type: ignore[operator]
 
 
 @dataclass(frozen=True)
 class Options:
-    """Output options; None = the default (CBR 192 kbit/s, the source's channels and sample rate)."""
+    """Output options; None = the default (CBR 192 kbit/s, the source's channels and sample rate, the whole
+    source, no loudness normalisation, no cover picture)."""
 
     bitrate: int | None = None
     quality: int | None = None
     channels: int | None = None
     sample_rate: int | None = None
+    start: float | None = None  # seconds into the source where the MP3 begins
+    end: float | None = None    # seconds into the source where it ends (not a length)
+    normalize: bool | None = None
+    cover: bool | None = None
 
     def __post_init__(self) -> None:
-        for name in OPTION_NAMES:
+        for name in OPTION_VALUES:
             value = getattr(self, name)
             # bool is an int subclass: true must not pass as channels=1.
             if value is not None and (type(value) is not int or value not in OPTION_VALUES[name]):
                 raise ContractError(OPTION_HINTS[name], field=name)
+        for name in TIME_OPTIONS:
+            if getattr(self, name) is not None and not _is_time(getattr(self, name)):
+                raise ContractError(OPTION_HINTS[name], field=name)
+        for name in FLAG_OPTIONS:
+            if type(getattr(self, name)) not in (type(None), bool):
+                raise ContractError(OPTION_HINTS[name], field=name)
         if self.bitrate is not None and self.quality is not None:
             raise ContractError("send either bitrate (constant) or quality (variable bit rate), not both",
                                 field="quality")
+        if self.end is not None and self.end <= (self.start or 0):
+            raise ContractError("end must be after start" if self.start else "end must be greater than 0", field="end")
 
-    def to_dict(self) -> dict[str, int | None]:
+    @property
+    def trimmed(self) -> bool:
+        """Whether start or end cut anything off (start=0 alone does not)."""
+        return bool(self.start) or self.end is not None
+
+    def to_dict(self) -> dict[str, int | float | bool | None]:
         """Every option, unset ones as None: the shape stored on the job and sent in the message."""
         return asdict(self)
 

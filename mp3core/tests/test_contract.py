@@ -28,7 +28,8 @@ VIDEO = VideoMessage(JOB_ID, VIDEO_FID, "alice@example.com", "holiday.mp4", Opti
 
 def test_a_video_message_survives_its_round_trip():
     assert parse_video_message(VIDEO.to_dict()) == VIDEO
-    assert VIDEO.to_dict()["options"] == {"bitrate": None, "quality": 2, "channels": 1, "sample_rate": None}
+    assert VIDEO.to_dict()["options"] == {"bitrate": None, "quality": 2, "channels": 1, "sample_rate": None,
+                                          "start": None, "end": None, "normalize": None, "cover": None}
 
 
 @pytest.mark.parametrize("result", [VIDEO.done(MP3_FID), VIDEO.failed("the video has no audio stream"),
@@ -135,6 +136,30 @@ def test_only_ended_statuses_can_be_announced():
 ])
 def test_parse_options(raw, expected):
     assert parse_options(raw) == expected
+
+
+@pytest.mark.parametrize(("options", "field"), [
+    ({"start": -0.5}, "start"),
+    ({"start": True}, "start"),
+    ({"start": "10"}, "start"),
+    ({"end": float("inf")}, "end"),
+    ({"end": 360_000}, "end"),
+    ({"end": 0}, "end"),
+    ({"start": 10, "end": 10}, "end"),
+    ({"start": 10.5, "end": 3}, "end"),
+    ({"normalize": 1}, "normalize"),
+    ({"cover": "true"}, "cover"),
+])
+def test_bad_trim_and_flag_options_name_the_field(options, field):
+    with pytest.raises(ContractError) as caught:
+        parse_options(options)
+    assert caught.value.field == field
+
+
+def test_trim_and_flags_round_trip():
+    options = parse_options({"start": 1.5, "end": 60, "normalize": True, "cover": False})
+    assert parse_options(options.to_dict()) == options and options.trimmed
+    assert not Options(start=0).trimmed and Options(end=3).trimmed
 
 
 def test_every_allowed_value_is_accepted_and_hinted():
