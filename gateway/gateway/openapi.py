@@ -53,15 +53,49 @@ JOB_ID = {
 }
 
 _option = {
-    "bitrate": {"type": "integer", "enum": list(contract.OPTION_VALUES["bitrate"]), "description": "Constant bit rate in kbit/s."},
+    "bitrate": {"type": "integer", "enum": list(contract.OPTION_VALUES["bitrate"]),
+                "description": f"Constant bit rate in kbit/s. Default: {contract.DEFAULT_BITRATE} when quality "
+                               "is not set either. An MP3 upload with no option that needs re-encoding (bitrate, "
+                               "quality, channels, sample_rate, start, end, normalize) is copied, not re-encoded."},
     "quality": {
         "type": "integer",
         "minimum": min(contract.OPTION_VALUES["quality"]),
         "maximum": max(contract.OPTION_VALUES["quality"]),
-        "description": "LAME variable-bit-rate quality, 0 best; not together with bitrate.",
+        "description": "LAME variable-bit-rate quality, 0 best; not together with bitrate. Default: not set (CBR).",
     },
     "channels": {"type": "integer", "enum": list(contract.OPTION_VALUES["channels"]), "description": "Default: as the source (at most 2)."},
-    "sample_rate": {"type": "integer", "enum": list(contract.OPTION_VALUES["sample_rate"]), "description": "Hz. Default: as the source."},
+    "sample_rate": {"type": "integer", "enum": list(contract.OPTION_VALUES["sample_rate"]),
+                    "description": "Hz. Default: as the source (48000 with normalize)."},
+}
+_TIME = "seconds (90, 90.5) or [hh:]mm:ss[.fff] (1:30, 00:01:30.500), at most 99:59:59.999"
+# The form's text for a time (gateway/gateway/options.py parses exactly this) and each flag's description.
+_TIME_TEXT = {"type": "string",
+              "pattern": r"^\s*([0-9]{1,6}(\.[0-9]{1,3})?|([0-9]{1,2}:)?[0-5]?[0-9]:[0-5][0-9](\.[0-9]{1,3})?)\s*$"}
+_TIME_HELP = {
+    "start": f"Where the MP3 begins in the source: {_TIME}. Default: 0, the beginning. Past the source's end: the "
+             "job fails.",
+    "end": f"Where the MP3 ends in the source (a position, not a length), after start: {_TIME}. Default: the end of "
+           "the source. Past the source's end: the job fails.",
+}
+_FLAG_HELP = {
+    "normalize": f"EBU R128 loudness normalisation to {contract.LOUDNESS_LUFS} LUFS (ffmpeg's loudnorm). Default: "
+                 "false.",
+    "cover": "Embed one frame of the video, taken at a tenth of the MP3's length, as its front cover (JPEG, at most "
+             "600 px wide); nothing for audio uploads. Default: false.",
+}
+# Form fields: as a browser or curl sends them (a flag as true/false, also accepted as 1/0).
+_form_option = {
+    **_option,
+    "start": {**_TIME_TEXT, "default": "0", "description": _TIME_HELP["start"]},
+    "end": {**_TIME_TEXT, "description": _TIME_HELP["end"]},
+    **{name: {"type": "boolean", "default": False, "description": _FLAG_HELP[name]} for name in contract.FLAG_OPTIONS},
+}
+# The same options on a job: what the gateway stored (times in seconds).
+_job_option = {
+    **_option,
+    **{name: {"type": "number", "minimum": 0, "maximum": contract.MAX_TIME_S, "description": _TIME_HELP[name]}
+       for name in contract.TIME_OPTIONS},
+    **{name: {"type": "boolean", "description": _FLAG_HELP[name]} for name in contract.FLAG_OPTIONS},
 }
 
 
@@ -366,7 +400,7 @@ OPENAPI: dict = {
                 "type": "object",
                 # Not expressed as `not: {required: [bitrate, quality]}` because Schemathesis 4.32 cannot
                 # generate a body with a binary part under `not`; the gateway answers 400 for both.
-                "description": "Send bitrate or quality, not both.",
+                "description": "Send bitrate or quality, not both; end after start.",
                 "required": ["file"],
                 "properties": {
                     "file": {
@@ -375,7 +409,7 @@ OPENAPI: dict = {
                         "contentMediaType": "application/octet-stream",
                         "description": "The video (mp4/mov, mkv/webm, avi, flv, mpeg-ps/ts, wmv, ogg).",
                     },
-                    **_option,
+                    **_form_option,
                 },
                 "additionalProperties": False,
             },
@@ -392,8 +426,8 @@ OPENAPI: dict = {
             "Options": {
                 "type": "object",
                 "description": "The conversion options; null means the default.",
-                "required": list(_option),
-                "properties": {name: _nullable(schema) for name, schema in _option.items()},
+                "required": list(_job_option),
+                "properties": {name: _nullable(schema) for name, schema in _job_option.items()},
                 "additionalProperties": False,
             },
             "Job": {

@@ -118,6 +118,31 @@ def test_upload_form_lists_the_file_and_every_option():
     assert form["additionalProperties"] is False
 
 
+@pytest.mark.parametrize("text", ["0", "90", "90.5", "1:30", "00:01:30.500", " 7 ", "99:59:59.999", "-1", "1:60",
+                                  "1.0001", "1e3", "", "soon"])
+def test_the_documented_time_pattern_is_what_the_gateway_parses(text):
+    from mp3core.errors import BadRequest
+
+    from gateway.options import parse_time
+
+    pattern = OPENAPI["components"]["schemas"]["UploadForm"]["properties"]["start"]["pattern"]
+    try:
+        parse_time("start", text)
+        parsed = True
+    except BadRequest:
+        parsed = False
+    assert (re.fullmatch(pattern.strip("^$"), text) is not None) == parsed
+
+
+def test_every_option_has_a_description_and_new_ones_a_default():
+    form = OPENAPI["components"]["schemas"]["UploadForm"]["properties"]
+    for name in OPTION_NAMES:
+        assert form[name]["description"], name
+    assert {name: form[name].get("default") for name in ("start", "normalize", "cover")} == {
+        "start": "0", "normalize": False, "cover": False}
+    assert "Default: the end" in form["end"]["description"]
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer alice-token"}], ids=["anonymous", "with-token"])
 def test_document_is_served_without_authentication(client, headers):
     response = client.get("/openapi.json", headers=headers)

@@ -8,7 +8,8 @@ from mp3core.errors import BadRequest
 
 from gateway.options import parse_form_options
 
-UNSET = {"bitrate": None, "quality": None, "channels": None, "sample_rate": None}
+UNSET = {"bitrate": None, "quality": None, "channels": None, "sample_rate": None, "start": None, "end": None,
+         "normalize": None, "cover": None}
 
 
 @pytest.mark.parametrize(
@@ -21,6 +22,16 @@ UNSET = {"bitrate": None, "quality": None, "channels": None, "sample_rate": None
         ({"quality": "9", "channels": "1", "sample_rate": "22050"}, {"quality": 9, "channels": 1, "sample_rate": 22050}),
         ({"sample_rate": " 44100 "}, {"sample_rate": 44100}),  # curl users pad; whitespace is harmless
         ({"bitrate": "0128"}, {"bitrate": 128}),
+        ({"start": "90"}, {"start": 90.0}),
+        ({"start": "90.5", "end": "120.25"}, {"start": 90.5, "end": 120.25}),
+        ({"start": "1:30"}, {"start": 90.0}),
+        ({"start": "00:01:30.5", "end": "01:00:00.125"}, {"start": 90.5, "end": 3600.125}),
+        ({"start": " 0 "}, {"start": 0.0}),
+        ({"end": "99:59:59.999"}, {"end": 359999.999}),
+        ({"start": "0:05", "end": "6"}, {"start": 5.0, "end": 6.0}),
+        ({"normalize": "true", "cover": "false"}, {"normalize": True, "cover": False}),
+        ({"normalize": "True", "cover": "1"}, {"normalize": True, "cover": True}),  # True: Python's str(True)
+        ({"cover": "0"}, {"cover": False}),
     ],
 )
 def test_valid_options(fields, expected):
@@ -31,7 +42,9 @@ ALL_BITRATES = "bitrate must be one of 64, 80, 96, 112, 128, 160, 192, 224, 256,
 QUALITY = "quality must be an integer from 0 (best) to 9 (variable bit rate)"
 CHANNELS = "channels must be 1 or 2"
 RATES = "sample_rate must be one of 22050, 44100, 48000"
-UNKNOWN = "unknown form field {!r}; the form takes 'file' and the options bitrate, quality, channels, sample_rate"
+UNKNOWN = ("unknown form field {!r}; the form takes 'file' and the options bitrate, quality, channels, sample_rate, "
+           "start, end, normalize, cover")
+TIME = "{} must be a time from 0 to 99:59:59.999: seconds (90 or 90.5) or hh:mm:ss[.fff] (00:01:30.5)"
 BOTH = "send either bitrate (constant) or quality (variable bit rate), not both"
 
 BAD_OPTIONS = [
@@ -55,6 +68,24 @@ BAD_OPTIONS = [
     ("unknown-field", {"bitrat": "128"}, UNKNOWN.format("bitrat"), "bitrat"),
     ("bitrate-then-quality", {"bitrate": "128", "quality": "2"}, BOTH, "quality"),
     ("quality-then-bitrate", {"quality": "2", "bitrate": "128"}, BOTH, "bitrate"),
+    ("start-negative", {"start": "-1"}, "start must not be negative", "start"),
+    ("end-negative-clock", {"end": "-00:00:01"}, "end must not be negative", "end"),
+    ("start-word", {"start": "soon"}, TIME.format("start"), "start"),
+    ("start-empty", {"start": ""}, TIME.format("start"), "start"),
+    ("start-60-seconds", {"start": "1:60"}, TIME.format("start"), "start"),
+    ("start-60-minutes", {"start": "1:60:00"}, TIME.format("start"), "start"),
+    ("start-100-hours", {"start": "100:00:00"}, TIME.format("start"), "start"),
+    ("start-microseconds", {"start": "1.0001"}, TIME.format("start"), "start"),
+    ("start-exponent", {"start": "1e3"}, TIME.format("start"), "start"),
+    ("start-nan", {"start": "nan"}, TIME.format("start"), "start"),
+    ("start-too-large", {"start": "999999"}, TIME.format("start"), "start"),
+    ("end-with-unit", {"end": "10s"}, TIME.format("end"), "end"),
+    ("end-zero", {"end": "0"}, "end must be greater than 0", "end"),
+    ("end-before-start", {"start": "10", "end": "5"}, "end must be after start", "end"),
+    ("end-equals-start", {"start": "0:10", "end": "10"}, "end must be after start", "end"),
+    ("start-after-end", {"end": "5", "start": "10"}, "end must be after start", "start"),
+    ("normalize-yes", {"normalize": "yes"}, "normalize must be true or false", "normalize"),
+    ("cover-empty", {"cover": ""}, "cover must be true or false", "cover"),
 ]
 
 

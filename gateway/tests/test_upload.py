@@ -43,7 +43,8 @@ def test_upload_stores_video_creates_job_and_publishes(post_upload, helpers, sto
     assert job["mp3_fid"] is None and job["error"] is None and job["notified_at"] is None
     assert job["attempts"] == 0
     assert job["created_at"] == job["updated_at"] and job["created_at"].tzinfo is not None
-    options = {"bitrate": 320, "quality": None, "channels": 1, "sample_rate": None}
+    options = {"bitrate": 320, "quality": None, "channels": 1, "sample_rate": None,
+               "start": None, "end": None, "normalize": None, "cover": None}
     assert job["options"] == options
     assert job["progress"] == 0 and job["duration_s"] is None and job["expires_at"] is None
     assert job["idempotency_key"] is None
