@@ -230,3 +230,32 @@ def raw_upload_head(url: str, token: str, boundary: str, length: int) -> bytes:
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.mp4\"\r\n"
             f"Content-Type: video/mp4\r\n\r\n").encode() + b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 
+
+
+# Processes, read from /proc: which ffmpeg a converter runs, and whether a process is still there.
+
+
+def process_running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (an exited child nobody has reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def ffmpeg_children(pid: int) -> list[int]:
+    """The running ffmpeg processes whose parent is `pid` (a converter's conversions)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            continue
+        state, ppid = stat.rpartition(")")[2].split()[:2]
+        if int(ppid) == pid and state not in ("Z", "X") and Path(argv0.decode(errors="replace")).name == "ffmpeg":
+            found.append(int(entry.name))
+    return found
