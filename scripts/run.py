@@ -1,4 +1,5 @@
-"""`make run`: the four services (and a local SMTP sink) in the foreground with prefixed logs; Ctrl-C stops all."""
+"""`make run`: the four services (and a local SMTP sink) in the foreground with prefixed logs; a service that exits
+is started again after a backoff, as a kubelet does; Ctrl-C stops all."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
-from procs import ROOT, SERVICES, Service
+from procs import ROOT, SERVICES, Service, stop_all
 
 STATE = Path(os.environ.get("STATE_DIR", ROOT / ".state"))  # as in scripts/infra.sh
 
@@ -60,7 +62,11 @@ def main() -> int:
                 return 1
             per_service[name]["RABBITMQ_URL"] = url_file.read_text().strip()
 
-    children: list[Service] = []
+    # Ctrl-C on a laptop should stop within seconds, not a pod's 50: a conversion not finished by then goes back
+    # to the queue (its job stays `converting`) and the next `make run` does it again.
+    env.setdefault("SHUTDOWN_GRACE_SECONDS", "5")
+    stop_timeout = int(env["SHUTDOWN_GRACE_SECONDS"]) + 5
+
     sink = None
     if not os.environ.get("SMTP_HOST"):
         env["SMTP_HOST"], env["SMTP_PORT"] = "127.0.0.1", env.get("SMTP_PORT", "1025")
@@ -79,34 +85,91 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    services = [Service(name, {**env, **per_service[name]}) for name in SERVICES]
     try:
-        # auth first: the gateway needs it, and auth creates the bootstrap admin.
-        for name in SERVICES:
-            service = Service(name, {**env, **per_service[name]}).start()
-            children.append(service)
-            service.wait_healthy(HEALTH[name].format(**ports), timeout=90)
+        for service in services:
+            start(service)
+        if not wait_ready(services, ports, lambda: stopping):
+            return 0
         print(
             f"[run] ready: gateway http://127.0.0.1:{ports['GATEWAY_PORT']}  "
             f"(log in as {env['ADMIN_EMAIL']}; password from ADMIN_PASSWORD)  Ctrl-C stops everything",
             flush=True,
         )
-        while not stopping:
-            for service in children:
-                if service.proc and service.proc.poll() is not None:
-                    print(f"[run] {service.name} exited with {service.proc.returncode}; stopping the rest", flush=True)
-                    return 1
-            time.sleep(0.5)
+        supervise(services, lambda: stopping)
         return 0
     except (RuntimeError, TimeoutError) as exc:
         print(f"[run] {exc}", flush=True)
         return 1
     finally:
         print("[run] stopping", flush=True)
-        for service in reversed(children):
-            service.stop()
+        stop_all(services, timeout=stop_timeout)
         if sink is not None:
             sink.terminate()
             sink.wait(10)
+
+
+def start(service: Service) -> None:
+    service.start()
+    assert service.proc is not None
+    print(f"[run] {service.name} started (pid {service.proc.pid})", flush=True)
+
+
+def wait_ready(services: list[Service], ports: dict[str, str], stopping: Callable[[], bool], timeout: float = 90) -> bool:
+    """Waits for every service's health URL; False if asked to stop first. A service that exits before it was
+    ever healthy is a set-up problem (a missing server, a bad variable), not a crash to retry: RuntimeError."""
+    pending = {service.name: service for service in services}
+    deadline = time.monotonic() + timeout
+    while pending and not stopping():
+        for name, service in list(pending.items()):
+            if service.is_healthy(HEALTH[name].format(**ports)):
+                del pending[name]
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"not healthy after {timeout:.0f} s: {', '.join(pending)}")
+        time.sleep(0.2)
+    return not pending
+
+
+class Backoff:
+    """A kubelet's restart delays for one service: 1 s, 2 s, 4 s ... at most 30 s between exits in a row, and
+    from 1 s again once the service had stayed up STABLE_S."""
+
+    FIRST_S, MAX_S, STABLE_S = 1.0, 30.0, 60.0
+
+    def __init__(self) -> None:
+        self.exits = 0  # exits in a row, each less than STABLE_S after its start
+
+    def next_delay(self, up_s: float) -> float:
+        self.exits = 1 if up_s >= self.STABLE_S else self.exits + 1
+        return min(self.MAX_S, self.FIRST_S * 2 ** (self.exits - 1))
+
+
+def supervise(services: list[Service], stopping: Callable[[], bool], clock: Callable[[], float] = time.monotonic) -> None:
+    """Until asked to stop: a service that exits is started again after its backoff; the others keep running."""
+    started = {service.name: clock() for service in services}
+    backoff = {service.name: Backoff() for service in services}
+    due: dict[str, float] = {}  # name -> when to start it again
+    while not stopping():
+        now = clock()
+        for service in services:
+            assert service.proc is not None
+            if service.name in due:
+                if now >= due[service.name]:
+                    del due[service.name]
+                    start(service)
+                    started[service.name] = now
+            elif service.proc.poll() is not None:
+                delay = backoff[service.name].next_delay(now - started[service.name])
+                due[service.name] = now + delay
+                print(f"[run] {service.name} exited ({describe(service.proc.returncode)}) after "
+                      f"{now - started[service.name]:.0f} s; restarting it in {delay:.0f} s", flush=True)
+        time.sleep(0.2)
+
+
+def describe(returncode: int) -> str:
+    if returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"status {returncode}"
 
 
 if __name__ == "__main__":
