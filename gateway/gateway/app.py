@@ -20,6 +20,7 @@ from .metrics import Metrics
 from .publisher import Publisher
 from .routes import Deps, bp
 from .storage import Storage
+from .web import bp as web_bp
 
 # Failures of a dependency (not of the request) that escaped an adapter: 503, the client may retry later.
 UNAVAILABLE = (
@@ -52,13 +53,15 @@ def create_app(
     if auth is None:
         auth = AuthClient(settings.auth_url)
 
-    # No static folder: the gateway serves only its API, and every route must be in the OpenAPI document.
+    # No app-wide static folder: the web page's files are the web blueprint's (gateway/web.py), and every
+    # route, the page's included, is in the OpenAPI document.
     app = Flask(__name__, static_folder=None)
     metrics = Metrics.create(jobs.count_by_status)
     quotas = Quotas(UploadSlots(settings.max_concurrent_uploads_per_user), settings.max_jobs_in_flight_per_user,
                     settings.max_stored_bytes_per_user)
     app.extensions["gateway"] = Deps(settings, storage, jobs, publisher, auth, metrics, quotas)
     app.register_blueprint(bp)
+    app.register_blueprint(web_bp)
     register_error_handler(app, unavailable=UNAVAILABLE)
     metrics.http.install(app)
     if settings.proxy_hops:

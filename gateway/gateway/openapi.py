@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from mp3core import contract
 
+from .web import OPENAPI_PATHS as WEB_PAGE_PATHS
+
 JSON = "application/json"
 BEARER = [{"bearerAuth": []}]
 PUBLIC: list = []  # no authentication
@@ -351,6 +353,7 @@ OPENAPI: dict = {
                 "responses": {"200": _json("The OpenAPI 3.1 document.", {"type": "object"})},
             }
         },
+        **WEB_PAGE_PATHS,  # the web page at / and its static files (gateway/web.py)
     },
     "components": {
         "securitySchemes": {
