@@ -9,7 +9,9 @@ capped in duration and size whatever the file claims.
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import logging
 import math
 import os
 import re
@@ -24,8 +26,12 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
-from mp3core.contract import CONTAINERS, DEFAULT_BITRATE, Options
+from mp3core.contract import CONTAINERS, DEFAULT_BITRATE, LOUDNESS_LUFS, Options
 from mp3core.errors import PermanentError
+
+from . import id3
+
+log = logging.getLogger(__name__)
 
 _STDERR_TAIL = 4096  # ffmpeg can print an error per corrupt frame: only the end is worth reading
 _STDERR_LINE = 8192  # a longer "line" is read in pieces, so one endless line cannot grow memory either
@@ -99,18 +105,37 @@ def input_args(container: str | None) -> list[str]:
     return [*demuxer, "-protocol_whitelist", "file"]
 
 
+def trim_args(options: Options) -> list[str]:
+    """Input options cutting the source to [start, end): ffmpeg seeks to start in the container (what lies before
+    it is not decoded, where the container has an index) and stops reading at end."""
+    args = ["-ss", _seconds(options.start)] if options.start else []
+    if options.end is not None:
+        args += ["-t", _seconds(options.end - (options.start or 0))]
+    return args
+
+
+def copies_audio(options: Options, container: str | None) -> bool:
+    """Whether the MP3 is the source's own audio, copied frame for frame: an MP3 upload with no option that needs
+    re-encoding (trimming is done by re-encoding too, so that it is exact to the sample, not to the frame)."""
+    encoding = (options.bitrate, options.quality, options.channels, options.sample_rate, options.normalize)
+    return container == "audio/mpeg" and not options.trimmed and not any(encoding)
+
+
 def ffmpeg_args(src: Path, dst: Path, options: Options = Options(), *, container: str | None = None,
                 limits: Limits = Limits()) -> list[str]:
     """The ffmpeg command line: first audio stream only, no video, machine-readable progress on stdout.
 
     stderr is at info level, where ffmpeg describes its input (format, duration); `level` tags each message
     with its severity, so that an error can be told apart from that description. -t and -fs stop an input
-    that lies about its duration (to_mp3 tells that apart from a complete conversion).
+    that lies about its duration (to_mp3 tells that apart from a complete conversion). The tag is ID3v2.3, the
+    version every player reads; id3.finish_tag completes it.
     """
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "level+info", "-nostats", "-progress", "pipe:1",
-            "-y", *input_args(container), "-i", str(src), "-vn", "-map", "0:a:0",
-            "-t", f"{limits.max_duration_s + 2 * _DURATION_MARGIN_S:g}", "-fs", str(limits.max_output_bytes),
-            "-c:a", "libmp3lame"]
+            "-y", *input_args(container), *trim_args(options), "-i", str(src), "-vn", "-map", "0:a:0",
+            "-t", f"{limits.max_duration_s + 2 * _DURATION_MARGIN_S:g}", "-fs", str(limits.max_output_bytes)]
+    if copies_audio(options, container):
+        return args + ["-c:a", "copy", "-id3v2_version", "3", str(dst)]
+    args += ["-c:a", "libmp3lame"]
     if options.quality is not None:
         args += ["-q:a", str(options.quality)]
     else:
@@ -119,7 +144,38 @@ def ffmpeg_args(src: Path, dst: Path, options: Options = Options(), *, container
         args += ["-ac", str(options.channels)]
     if options.sample_rate is not None:
         args += ["-ar", str(options.sample_rate)]
-    return args + [str(dst)]
+    if options.normalize:
+        # One pass (dynamic mode): within 1 LU of the target for speech and music. loudnorm works at 192 kHz and
+        # hands that on; without -ar, ffmpeg then picks the encoder's closest rate, 48 kHz.
+        args += ["-af", f"loudnorm=I={LOUDNESS_LUFS}:TP=-1.5:LRA=11"]
+    return args + ["-id3v2_version", "3", str(dst)]
+
+
+def output_duration(options: Options, input_s: float | None) -> float | None:
+    """How long the MP3 of an input this long will be, trimmed by the options (None: not known)."""
+    start = options.start or 0.0
+    if input_s is None:
+        return options.end - start if options.end is not None else None
+    end = input_s if options.end is None else min(options.end, input_s)
+    return max(0.0, end - start)
+
+
+# An end a little past the end of the input is the end: container durations are approximate.
+_END_SLACK_S = 0.5
+
+
+def trim_problem(options: Options, input_s: float) -> str | None:
+    """Why start/end do not fit an input of this duration (None: they do)."""
+    if options.start and options.start >= input_s:
+        return f"start ({_seconds(options.start)} s) is past the end of the file ({_seconds(input_s)} s)"
+    if options.end is not None and options.end > input_s + _END_SLACK_S:
+        return f"end ({_seconds(options.end)} s) is past the end of the file ({_seconds(input_s)} s)"
+    return None
+
+
+def _seconds(value: float | None) -> str:
+    """12.5 -> '12.5', 3.0 -> '3': seconds with at most millisecond digits."""
+    return f"{value or 0:.3f}".rstrip("0").rstrip(".")
 
 
 def to_mp3(src: Path, dst: Path, options: Options = Options(),
@@ -152,21 +208,28 @@ def to_mp3(src: Path, dst: Path, options: Options = Options(),
                             start_new_session=True)
     assert proc.stdout is not None and proc.stderr is not None
     watchdog = _Watchdog(proc.kill, time_limit(None))
-    too_long: list[float] = []
+    refused: list[PermanentError] = []  # why ffmpeg was stopped as soon as the input's duration was known
 
     def input_known(info: InputInfo) -> None:  # in the reader's thread, at once; the caller hears in this one
-        if info.duration_s is not None and info.duration_s > limits.max_duration_s + _DURATION_MARGIN_S:
-            too_long.append(info.duration_s)
+        # The limit is on the audio converted: a long input trimmed to a short MP3 is fine (ffmpeg seeks).
+        output_s = output_duration(options, info.duration_s)
+        problem = trim_problem(options, info.duration_s) if info.duration_s is not None else None
+        if problem:
+            refused.append(PermanentError(problem))
+            proc.kill()
+        elif output_s is not None and output_s > limits.max_duration_s + _DURATION_MARGIN_S:
+            refused.append(_too_long(limits, output_s))
             proc.kill()
         else:
             watchdog.set_limit(time_limit(info.duration_s))
 
     stderr = _Stderr(proc.stderr, on_input=input_known)
     told = False
+    converted_s = 0.0
 
     def tell_input() -> None:
         nonlocal told
-        if on_input and not told and stderr.input is not None and not too_long:
+        if on_input and not told and stderr.input is not None and not refused:
             told = True
             on_input(stderr.input)
 
@@ -175,6 +238,7 @@ def to_mp3(src: Path, dst: Path, options: Options = Options(),
             for seconds in progress_times(progress):
                 if seconds > limits.max_duration_s + _DURATION_MARGIN_S:  # the input did not say, or lied
                     raise _too_long(limits, None)
+                converted_s = max(converted_s, seconds)
                 tell_input()
                 if on_progress:
                     on_progress(seconds)
@@ -186,11 +250,13 @@ def to_mp3(src: Path, dst: Path, options: Options = Options(),
     finally:
         watchdog.stop()
         stderr.join()
-    if too_long:
-        raise _too_long(limits, too_long[0])
+    if refused:
+        raise refused[0]
     if returncode == 0:
         if not dst.exists() or dst.stat().st_size == 0:
             raise PermanentError("the video's audio stream is empty")
+        if options.trimmed and converted_s <= 0:  # a start past the end of an input that did not say its duration
+            raise PermanentError(f"start ({_seconds(options.start)} s) is past the end of the file")
         if dst.stat().st_size >= limits.max_output_bytes:  # -fs stopped it
             raise PermanentError(f"the MP3 would be larger than {limits.max_output_bytes} bytes")
         tell_input()  # a short input may end before its first progress block reached us
@@ -212,6 +278,58 @@ def to_mp3(src: Path, dst: Path, options: Options = Options(),
     if returncode < 0:  # a crash (SIGSEGV, SIGABRT, ...) on this input: another attempt would crash again
         raise PermanentError(f"ffmpeg crashed (signal {-returncode}) reading this file")
     raise _failure(tail, src, limits, container)
+
+
+# The cover: one frame, at most this wide, made by a second short ffmpeg run under the same limits (CPU time
+# capped lower still: seeking to one frame and decoding it takes a fraction of a second).
+COVER_WIDTH = 600
+_COVER_TIMEOUT_S = 60
+_COVER_CPU_S = 30
+_COVER_BYTES = 4 * 1024 * 1024
+
+
+def cover_args(src: Path, dst: Path, at_s: float, *, container: str | None) -> list[str]:
+    """ffmpeg reading src as the same one container (input_args) and writing the frame at at_s as a JPEG at most
+    COVER_WIDTH wide. -ss before -i: ffmpeg seeks in the container, decoding from the keyframe before at_s."""
+    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *input_args(container),
+            "-ss", _seconds(at_s), "-i", str(src), "-map", "0:v:0", "-an", "-sn", "-dn", "-frames:v", "1",
+            "-vf", f"scale=w='min({COVER_WIDTH},iw)':h=-1", "-pix_fmt", "yuvj420p", "-q:v", "3",
+            "-fs", str(_COVER_BYTES), "-c:v", "mjpeg", "-f", "mjpeg", str(dst)]
+
+
+def cover_frame(src: Path, work_dir: Path, at_s: float, *, container: str | None,
+                limits: Limits = Limits()) -> bytes | None:
+    """The JPEG of the video's frame at at_s; None for an audio upload, or when ffmpeg makes none (no video stream,
+    an undecodable one, over a limit): the MP3 is then finished without a cover, as the conversion itself worked."""
+    if container is not None and not container.startswith("video/"):
+        return None
+    jpeg = work_dir / "cover.jpg"
+    bounded = dataclasses.replace(limits, cpu_s=min(limits.cpu_s, _COVER_CPU_S))
+    try:
+        # Like to_mp3's run: under prlimit, no environment, its own session; no output worth reading.
+        done = subprocess.run(_prlimit(bounded) + cover_args(src, jpeg, at_s, container=container),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={"PATH": os.environ.get("PATH", os.defpath)}, cwd=work_dir,
+                              start_new_session=True, timeout=min(limits.timeout_s, _COVER_TIMEOUT_S))
+    except subprocess.TimeoutExpired:
+        log.warning("no cover: ffmpeg took longer than %d s to make it", min(limits.timeout_s, _COVER_TIMEOUT_S))
+        return None
+    size = jpeg.stat().st_size if jpeg.exists() else 0
+    if done.returncode != 0 or not 0 < size < _COVER_BYTES:
+        log.warning("no cover: ffmpeg made none (exit status %d)", done.returncode)
+        return None
+    return jpeg.read_bytes()
+
+
+def finish_mp3(src: Path, dst: Path, options: Options = Options(), *, title: str, duration_s: float | None,
+               container: str | None = None, limits: Limits = Limits()) -> None:
+    """Completes the MP3 to_mp3 made: its tag (id3.finish_tag: the source's tags, title) and, with options.cover,
+    the video's frame at a tenth of the MP3's length (duration_s) as its front cover."""
+    cover = None
+    if options.cover:
+        at_s = (options.start or 0) + (duration_s or 0) / 10
+        cover = cover_frame(src, dst.parent, at_s, container=container, limits=limits)
+    id3.finish_tag(dst, title=title, cover=cover)
 
 
 _CAUGHT = re.compile(r"Exiting normally, received signal (\d+)\.")

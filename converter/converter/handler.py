@@ -21,10 +21,11 @@ from mp3core.contract import (
     is_job_id,
     mp3_filename,
     parse_video_message,
+    stem,
 )
 from mp3core.errors import PermanentError
 
-from .convert import InputInfo, Limits, to_mp3
+from .convert import InputInfo, Limits, finish_mp3, output_duration, to_mp3
 from .jobs import Jobs
 from .metrics import Metrics
 from .storage import Bucket, MissingFile
@@ -116,19 +117,24 @@ def _convert(msg: VideoMessage, job: dict[str, Any], options: Options, mp3_fid: 
             raise PermanentError("the uploaded video no longer exists") from None
         log.info("downloaded", extra={"bytes": size})
         started = clock()
-        progress = ProgressWriter(jobs, msg.job_id, clock)
+        progress = ProgressWriter(jobs, msg.job_id, clock, options)
         # Every progress block reaches the writer, which does its own (time-based) throttling. ffmpeg tells the
         # input's duration itself (and "no audio stream" is its error), so there is no separate probe to run.
         # ffmpeg reads the file only as the container the gateway recognised (limits: see convert.Limits).
         to_mp3(src, dst, options, on_progress=progress, on_input=progress.input_known, container=msg.container,
                limits=limits)
+        # The MP3's length is how far ffmpeg got (trimmed or not); what the input claimed if it never said.
+        duration_s = progress.converted_s or progress.duration_s
+        # The title, when the source has none, is the name the user uploaded the file under (without extension).
+        finish_mp3(src, dst, options, title=stem(msg.filename), duration_s=duration_s, container=msg.container,
+                   limits=limits)
         metrics.conversion_seconds.observe(clock() - started)
         # Only an earlier attempt can have left part of an MP3 under the planned fid. The owner is the job's (the
         # gateway's record); handle() refused a message that disagrees.
         mp3s.replace(mp3_fid, mp3_filename(msg.filename), dst,
                      metadata={"owner": job["owner"], "job_id": msg.job_id}, fresh=first_attempt)
         # Unconditional but tells us if the job is gone: then the MP3 just stored belongs to nobody.
-        if not jobs.mark_done(msg.job_id, mp3_fid):
+        if not jobs.mark_done(msg.job_id, mp3_fid, duration_s=duration_s):
             raise JobGone()
         videos.delete(msg.video_fid)
     finally:
@@ -148,30 +154,33 @@ def _discard(metrics: Metrics, mp3s: Bucket, mp3_fid: str) -> None:
 
 
 class ProgressWriter:
-    """to_mp3's on_input and on_progress: stores the video's duration once ffmpeg has read it, then the job's
-    progress (0..99, 100 is for `done`) at most every PROGRESS_WRITE_S.
+    """to_mp3's on_input and on_progress: stores the MP3's duration once ffmpeg has read the input (its duration,
+    trimmed by the options), then the job's progress (0..99, 100 is for `done`) at most every PROGRESS_WRITE_S.
 
     Progress is best effort: a failed write is logged and the conversion goes on. A write that finds no job
     raises JobGone, which stops ffmpeg: the owner deleted the job, so the rest of the work is wasted.
     """
 
-    def __init__(self, jobs: Jobs, job_id: str, clock: Callable[[], float]) -> None:
-        self._jobs, self._job_id, self._clock = jobs, job_id, clock
-        self._duration: float | None = None
+    def __init__(self, jobs: Jobs, job_id: str, clock: Callable[[], float], options: Options = Options()) -> None:
+        self._jobs, self._job_id, self._clock, self._options = jobs, job_id, clock, options
+        self.duration_s: float | None = None  # the MP3's, as expected from the input's
+        self.converted_s = 0.0                # the furthest ffmpeg has got, in seconds of MP3
         self._written = 0
         self._last_write: float | None = None
 
     def input_known(self, info: InputInfo) -> None:
         """Records the duration (None when the container does not say: then no percentages)."""
         log.info("input read", extra={"duration_s": info.duration_s, "format": info.format_name})
-        if not self._jobs.set_duration(self._job_id, info.duration_s):
+        duration_s = output_duration(self._options, info.duration_s)
+        if not self._jobs.set_duration(self._job_id, duration_s):
             raise JobGone()
-        self._duration = info.duration_s
+        self.duration_s = duration_s
 
     def __call__(self, seconds: float) -> None:
-        if not self._duration:
+        self.converted_s = max(self.converted_s, seconds)
+        if not self.duration_s:
             return  # unknown length: no percentage to give
-        percent = max(0, min(99, int(100 * seconds / self._duration)))
+        percent = max(0, min(99, int(100 * seconds / self.duration_s)))
         now = self._clock()
         if percent <= self._written or (self._last_write is not None and now - self._last_write < PROGRESS_WRITE_S):
             return

@@ -51,12 +51,15 @@ class Jobs(JobsCollection):
         return self._jobs.update_one({"_id": job_id}, {"$max": {"progress": percent}}).matched_count == 1
 
     @retry_transient
-    def mark_done(self, job_id: str, mp3_fid: str) -> bool:
-        """Sets `done`, progress 100 and expires_at = now + the MP3's TTL; False if the job is gone."""
+    def mark_done(self, job_id: str, mp3_fid: str, *, duration_s: float | None = None) -> bool:
+        """Sets `done`, progress 100, expires_at = now + the MP3's TTL and (unless None) the MP3's duration; False
+        if the job is gone."""
         now = self._clock()
-        return self._jobs.update_one({"_id": job_id}, {"$set": {
-            "status": DONE, "mp3_fid": mp3_fid, "error": None, "progress": 100,
-            "expires_at": now + self._mp3_ttl, "updated_at": now}}).matched_count == 1
+        done = {"status": DONE, "mp3_fid": mp3_fid, "error": None, "progress": 100,
+                "expires_at": now + self._mp3_ttl, "updated_at": now}
+        if duration_s is not None:
+            done["duration_s"] = round(duration_s, 3)
+        return self._jobs.update_one({"_id": job_id}, {"$set": done}).matched_count == 1
 
     @retry_transient
     def mark_failed(self, job_id: str, reason: str) -> bool:

@@ -30,7 +30,7 @@ def test_default_command_is_cbr_192k_first_audio_stream(tmp_path):
         "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "level+info", "-nostats", "-progress", "pipe:1",
         "-y", "-format_whitelist", "asf,avi,flv,matroska,mov,mpeg,mpegts,ogg", "-protocol_whitelist", "file",
         "-i", str(src), "-vn", "-map", "0:a:0", "-t", "14402", "-fs", str(14400 * 40_000 + 1024 * 1024),
-        "-c:a", "libmp3lame", "-b:a", "192k", str(dst)]
+        "-c:a", "libmp3lame", "-b:a", "192k", "-id3v2_version", "3", str(dst)]
 
 
 @pytest.mark.parametrize(("container", "demuxer"), [("video/mp4", "mov"), ("video/x-matroska", "matroska"),
@@ -51,14 +51,16 @@ def test_output_caps_follow_the_maximum_duration(tmp_path):
 def test_options_change_the_encoder_settings(tmp_path):
     args = convert.ffmpeg_args(tmp_path / "in", tmp_path / "out.mp3",
                                Options(quality=2, channels=1, sample_rate=44100))
-    assert args[-9:] == ["-c:a", "libmp3lame", "-q:a", "2", "-ac", "1", "-ar", "44100", str(tmp_path / "out.mp3")]
+    assert args[-11:] == ["-c:a", "libmp3lame", "-q:a", "2", "-ac", "1", "-ar", "44100", "-id3v2_version", "3",
+                          str(tmp_path / "out.mp3")]
     assert "-b:a" not in args
 
 
 def test_parsed_options_make_the_expected_command(tmp_path):
     args = convert.ffmpeg_args(tmp_path / "in", tmp_path / "out.mp3",
                                parse_options({"bitrate": 128, "channels": 1, "sample_rate": 48000}))
-    assert args[-9:] == ["-c:a", "libmp3lame", "-b:a", "128k", "-ac", "1", "-ar", "48000", str(tmp_path / "out.mp3")]
+    assert args[-11:] == ["-c:a", "libmp3lame", "-b:a", "128k", "-ac", "1", "-ar", "48000", "-id3v2_version", "3",
+                          str(tmp_path / "out.mp3")]
 
 
 @pytest.mark.parametrize(("value", "seconds"), [

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from converter import handler
+from converter import handler, id3
 from converter.convert import InputInfo, Limits
 from mp3core.errors import PermanentError
 from converter.metrics import Metrics
@@ -118,9 +118,14 @@ def test_success_converts_uploads_marks_done_and_deletes_video(run, message, ffm
     assert result == {"job_id": JOB_ID, "video_fid": VIDEO_FID, "mp3_fid": fid, "username": OWNER,
                       "filename": "C:\\Users\\al\\My Holiday.final.mp4", "status": "done", "error": None}
     assert (job["status"], job["mp3_fid"], job["attempts"], job["progress"]) == ("done", fid, 1, 100)
-    assert job["duration_s"] == 12.0 and job["expires_at"] is not None
-    assert mp3s.files[fid] == {"data": b"ID3 fake mp3", "filename": "My Holiday.final.mp3",
-                               "metadata": {"owner": OWNER, "job_id": JOB_ID}}
+    # The MP3's length is how far ffmpeg got (6 s of the 12 s input here), not what the input claimed.
+    assert job["duration_s"] == 6.0 and job["expires_at"] is not None
+    stored = mp3s.files[fid]
+    assert (stored["filename"], stored["metadata"]) == ("My Holiday.final.mp3", {"owner": OWNER, "job_id": JOB_ID})
+    # ffmpeg's output, behind an ID3v2.3 tag titled after the uploaded file (this source had no title).
+    frames, size = id3.read_tag(stored["data"])
+    assert stored["data"][size:] == b"ID3 fake mp3"
+    assert [(f.id, id3.decode_text(f.data)) for f in frames] == [("TIT2", ["My Holiday.final"])]
     assert VIDEO_FID not in videos.files
     # Done is recorded before the source is deleted: a crash in between must not lose the video's result.
     assert jobs.calls[-1] == "mark_done" and videos.calls[-1] == ("delete", VIDEO_FID)
@@ -342,7 +347,7 @@ def test_unknown_duration_converts_without_percentages(run, message, ffmpeg, job
     ffmpeg.progress_seconds = [1.0, 6.0, 12.0]
     assert run(message())["status"] == "done"
     assert jobs.progress_writes == [] and jobs.docs[JOB_ID]["progress"] == 100
-    assert jobs.docs[JOB_ID].get("duration_s") is None
+    assert jobs.docs[JOB_ID]["duration_s"] == 12.0  # the MP3's, known once ffmpeg is through
 
 
 def test_missing_video_file_is_permanent(run, message, ffmpeg, videos):

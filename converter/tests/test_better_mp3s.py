@@ -1,0 +1,161 @@
+"""The MP3 options and tags on real ffmpeg, through the handler (fakes only for MongoDB), on generated sources."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from prometheus_client import CollectorRegistry
+
+from converter import convert, handler
+from converter.metrics import Metrics
+from mp3core.contract import Options
+from mp3core.errors import PermanentError
+
+VIDEO_FID = "65a1b2c3d4e5f60718293a4b"
+JOB_ID = "0123456789abcdef0123456789abcdef"
+
+
+def ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True, timeout=120)
+
+
+def probe(path: Path) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
+                          str(path)], capture_output=True, check=True, timeout=60).stdout
+    return json.loads(out)
+
+
+def decoded_seconds(path: Path) -> float:
+    """The audio's length as decoded (the MP3 decoder drops the encoder's delay and padding; ffprobe's format
+    duration counts whole frames)."""
+    out = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "null",
+                          "-progress", "pipe:1", "-"], capture_output=True, text=True, check=True, timeout=60).stdout
+    return max(convert.parse_out_time(line.split("=", 1)[1]) or 0 for line in out.splitlines()
+               if line.startswith("out_time="))
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="module")
+def tagged_video(media) -> Path:
+    """6 s of H.264-less MPEG-4 video and AAC audio, with a title, artist, album, date, comment and a location."""
+    path = media / "tagged.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=6", "-f", "lavfi",
+           "-i", "sine=frequency=440:duration=6", "-c:v", "mpeg4", "-c:a", "aac", "-shortest",
+           "-metadata", "title=Söng 日本", "-metadata", "artist=The Artist", "-metadata", "album=The Album",
+           "-metadata", "date=2021-03-04", "-metadata", "comment=A comment", "-metadata", "location=+48.85+002.29/",
+           str(path))
+    return path
+
+
+METRICS = Metrics.create(CollectorRegistry())
+
+
+@pytest.fixture
+def convert_upload(message, videos, mp3s, jobs, tmp_path):
+    """convert_upload(source, filename, container, **options) -> (job, path of the stored MP3), as the converter
+    handles the upload's message."""
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+
+    def convert_upload(source: Path, filename: str = "clip.mp4", container: str | None = "video/mp4", **options):
+        videos.files[VIDEO_FID] = {"data": source.read_bytes()}
+        result = handler.handle(message(filename=filename, container=container, options=Options(**options).to_dict()),
+                                jobs=jobs, videos=videos, mp3s=mp3s, work_dir=work_dir, max_attempts=3,
+                                metrics=METRICS)
+        assert list(work_dir.iterdir()) == []  # the cover and the tagged copy too are gone
+        job = jobs.docs[JOB_ID]
+        out = tmp_path / "out.mp3"
+        out.write_bytes(mp3s.files[result["mp3_fid"]]["data"])
+        return job, out
+
+    return convert_upload
+
+
+def test_tags_come_from_the_source_as_id3v2_3(tagged_video, convert_upload):
+    _, mp3 = convert_upload(tagged_video, filename="upload name.mp4")
+    assert mp3.read_bytes()[:4] == b"ID3\x03"
+    tags = probe(mp3)["format"]["tags"]
+    assert tags.pop("encoder").startswith("Lavf")
+    # The source's title, artist, album, date and comment; none of its other metadata (where it was shot).
+    assert tags == {"title": "Söng 日本", "artist": "The Artist", "album": "The Album", "date": "2021-03-04",
+                    "comment": "A comment"}
+
+
+def test_an_untitled_source_is_titled_after_the_uploaded_file(media, convert_upload):
+    source = media / "untitled.mkv"
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", "-fflags", "+bitexact", str(source))
+    name = "<img src=x onerror=alert(1)>; rm -rf ~ 'ü\".final.mkv"
+    _, mp3 = convert_upload(source, filename=name, container="video/x-matroska")
+    tags = probe(mp3)["format"]["tags"]
+    assert tags["title"] == "<img src=x onerror=alert(1)>; rm -rf ~ 'ü\".final"
+    assert set(tags) == {"title", "encoder"}
+
+
+# --- trim -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("options", "args"), [
+    (Options(), []),
+    (Options(start=0), []),
+    (Options(start=1.5), ["-ss", "1.5"]),
+    (Options(end=3), ["-t", "3"]),
+    (Options(start=61.25, end=3600.125), ["-ss", "61.25", "-t", "3538.875"]),
+])
+def test_trim_is_input_seeking_before_the_input(tmp_path, options, args):
+    command = convert.ffmpeg_args(tmp_path / "in", tmp_path / "out.mp3", options, container="video/mp4")
+    at = command.index("-i")
+    assert command[at - len(args) - 4:at] == ["-f", "mov", "-protocol_whitelist", "file", *args]
+    assert command.count("-ss") == (1 if args[:1] == ["-ss"] else 0)
+
+
+@pytest.mark.parametrize(("options", "input_s", "output_s", "problem"), [
+    (Options(), 6.0, 6.0, None),
+    (Options(), None, None, None),
+    (Options(start=2), 6.0, 4.0, None),
+    (Options(start=2, end=5), None, 3.0, None),
+    (Options(end=6.4), 6.0, 6.0, None),  # a hair past the end: containers round their durations
+    (Options(start=6), 6.0, 0.0, "start (6 s) is past the end of the file (6 s)"),
+    (Options(start=1, end=7.5), 6.0, 5.0, "end (7.5 s) is past the end of the file (6 s)"),
+])
+def test_trim_against_the_input_s_duration(options, input_s, output_s, problem):
+    assert convert.output_duration(options, input_s) == output_s
+    if input_s is not None:
+        assert convert.trim_problem(options, input_s) == problem
+
+
+@pytest.mark.parametrize(("options", "seconds"), [
+    ({"start": 1.5, "end": 4}, 2.5),
+    ({"start": 2}, 4.0),
+    ({"end": 3.25}, 3.25),
+    ({"start": 0.5, "end": 5.5, "bitrate": 128}, 5.0),
+])
+def test_trim_cuts_the_mp3_and_the_job_s_duration_is_the_mp3_s(tagged_video, convert_upload, options, seconds):
+    job, mp3 = convert_upload(tagged_video, **options)
+    assert decoded_seconds(mp3) == pytest.approx(seconds, abs=0.1)
+    assert job["duration_s"] == pytest.approx(seconds, abs=0.1)
+
+
+@pytest.mark.parametrize(("options", "reason"), [
+    ({"start": 10}, "start (10 s) is past the end of the file (6 s)"),
+    ({"start": 2, "end": 9}, "end (9 s) is past the end of the file (6 s)"),
+])
+def test_trim_past_the_end_fails_the_job_with_the_reason(tagged_video, convert_upload, mp3s, options, reason):
+    with pytest.raises(PermanentError) as caught:
+        convert_upload(tagged_video, **options)
+    assert str(caught.value) == reason and mp3s.files == {}
+
+
+def test_a_start_past_the_end_of_an_input_of_unknown_length_fails_too(media, convert_upload):
+    streamed = media / "streamed.mkv"  # written to a pipe: the container does not say its duration
+    streamed.write_bytes(subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "sine=duration=2", "-c:a", "aac", "-f", "matroska",
+         "pipe:1"], capture_output=True, check=True, timeout=60).stdout)
+    with pytest.raises(PermanentError, match=r"^start \(5 s\) is past the end of the file$"):
+        convert_upload(streamed, container="video/x-matroska", start=5)
