@@ -349,8 +349,11 @@ _PRLIMIT_OPTIONS = {resource.RLIMIT_CPU: "--cpu", resource.RLIMIT_FSIZE: "--fsiz
 
 
 def _prlimit(limits: Limits) -> list[str]:
-    """`prlimit --cpu=soft:hard ... --` for limits.rlimits(): the command that runs ffmpeg under them."""
-    return ["prlimit", *(f"{_PRLIMIT_OPTIONS[which]}={soft}:{hard}" for which, (soft, hard) in limits.rlimits()),
+    """`setpriv --pdeathsig KILL -- prlimit --cpu=soft:hard ... --` for limits.rlimits(): the command that runs
+    ffmpeg under them, and kills it should the converter die first (killed, or gone at the end of its grace
+    period): in a session of its own, ffmpeg would otherwise convert on for nobody."""
+    return ["setpriv", "--pdeathsig", "KILL", "--",
+            "prlimit", *(f"{_PRLIMIT_OPTIONS[which]}={soft}:{hard}" for which, (soft, hard) in limits.rlimits()),
             "--"]
 
 
