@@ -20,7 +20,9 @@ NAMESPACE = "mp3converter"
 DEFAULT_OVERLAY = "minikube"
 # minikube plus the optional KEDA component: a superset of the default overlay.
 KEDA_OVERLAY = "minikube-keda"
-OVERLAYS = (DEFAULT_OVERLAY, KEDA_OVERLAY)
+# minikube plus KEDA, a three-node RabbitMQ and a MongoDB replica set (docs/ha.md; tests/k8s/test_ha.py).
+HA_OVERLAY = "ha"
+OVERLAYS = (DEFAULT_OVERLAY, KEDA_OVERLAY, HA_OVERLAY)
 # The tools live in the venv that runs these tests (scripts/k8s-tools.sh); checkov has its own
 # venv inside it because its pins conflict with pytest's.
 VENV_BIN = Path(sys.prefix) / "bin"
