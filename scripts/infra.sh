@@ -45,6 +45,9 @@ install_packages() {
     command -v rabbitmq-server >/dev/null || missing+=(rabbitmq-server)
     command -v mariadbd >/dev/null || missing+=(mariadb-server)
     command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+    # The web page's tests drive Debian's chromium headless through Debian's chromedriver (tests/browser/).
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v chromedriver >/dev/null || missing+=(chromium-driver)
     # mysqlclient (used by flask-mysqldb) builds against these.
     dpkg -s libmariadb-dev >/dev/null 2>&1 || missing+=(libmariadb-dev)
     dpkg -s pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
