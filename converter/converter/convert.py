@@ -290,9 +290,10 @@ _COVER_BYTES = 4 * 1024 * 1024
 
 def cover_args(src: Path, dst: Path, at_s: float, *, container: str | None) -> list[str]:
     """ffmpeg reading src as the same one container (input_args) and writing the frame at at_s as a JPEG at most
-    COVER_WIDTH wide. -ss before -i: ffmpeg seeks in the container, decoding from the keyframe before at_s."""
-    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *input_args(container),
-            "-ss", _seconds(at_s), "-i", str(src), "-map", "0:v:0", "-an", "-sn", "-dn", "-frames:v", "1",
+    COVER_WIDTH wide. -ss before -i: ffmpeg seeks in the container, decoding from the keyframe before at_s. One
+    decoding thread: a thread per core each with its frame buffers does not fit the memory limit for an HD video."""
+    return ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-filter_threads", "1",
+            *input_args(container), "-ss", _seconds(at_s), "-threads", "1", "-i", str(src), "-map", "0:v:0", "-an", "-sn", "-dn", "-frames:v", "1",
             "-vf", f"scale=w='min({COVER_WIDTH},iw)':h=-1", "-pix_fmt", "yuvj420p", "-q:v", "3",
             "-fs", str(_COVER_BYTES), "-c:v", "mjpeg", "-f", "mjpeg", str(dst)]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -159,3 +160,121 @@ def test_a_start_past_the_end_of_an_input_of_unknown_length_fails_too(media, con
          "pipe:1"], capture_output=True, check=True, timeout=60).stdout)
     with pytest.raises(PermanentError, match=r"^start \(5 s\) is past the end of the file$"):
         convert_upload(streamed, container="video/x-matroska", start=5)
+
+
+# --- loudness ---------------------------------------------------------------------------------------------
+
+def integrated_loudness(path: Path) -> float:
+    """ffmpeg's EBU R128 meter (ebur128): the integrated loudness of the whole file, in LUFS."""
+    err = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-i", str(path), "-map", "0:a:0",
+                          "-af", "ebur128", "-f", "null", "-"], capture_output=True, text=True, check=True,
+                         timeout=120).stderr
+    summary = err[err.rindex("Summary:"):]
+    return float(re.search(r"I:\s+(-?[0-9.]+) LUFS", summary).group(1))
+
+
+@pytest.fixture(scope="module")
+def quiet_video(media) -> Path:
+    """12 s of a quiet warbling tone (about -36 LUFS) under a test picture."""
+    path = media / "quiet.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=12", "-f", "lavfi",
+           "-i", "sine=frequency=330:duration=12,vibrato=f=3:d=0.5,volume=0.03", "-c:v", "mpeg4", "-c:a", "aac",
+           "-b:a", "128k", "-shortest", str(path))
+    return path
+
+
+def test_normalize_brings_the_loudness_to_minus_16_lufs(quiet_video, convert_upload):
+    assert integrated_loudness(quiet_video) < -30
+    _, mp3 = convert_upload(quiet_video, normalize=True)
+    assert integrated_loudness(mp3) == pytest.approx(-16.0, abs=1.0)
+    assert decoded_seconds(mp3) == pytest.approx(12.0, abs=0.1)
+    # loudnorm hands on 192 kHz; the encoder's nearest rate is what comes out unless sample_rate says otherwise.
+    assert probe(mp3)["streams"][0]["sample_rate"] == "48000"
+
+
+def test_normalize_keeps_a_requested_sample_rate(quiet_video, convert_upload):
+    _, mp3 = convert_upload(quiet_video, normalize=True, sample_rate=44100, start=2, end=8)
+    assert probe(mp3)["streams"][0]["sample_rate"] == "44100"
+    assert integrated_loudness(mp3) == pytest.approx(-16.0, abs=1.0)
+
+
+def test_no_normalize_by_default(quiet_video):
+    assert "-af" not in convert.ffmpeg_args(Path("in"), Path("out.mp3"), Options(normalize=False))
+
+
+# --- cover ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def wide_video(media) -> Path:
+    """10 s of 1280x720 blue, green from 0.8 s to 1.3 s and from 3.5 s to 4 s, with sound."""
+    path = media / "wide.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=1280x720:r=10:d=10,"
+                                "drawbox=c=green:t=fill:enable='between(t,0.8,1.3)+between(t,3.5,4)'",
+           "-f", "lavfi", "-i", "sine=duration=10", "-c:v", "mpeg4", "-q:v", "5", "-c:a", "aac", "-shortest",
+           str(path))
+    return path
+
+
+def cover_colour(mp3: Path) -> tuple[int, int, int]:
+    """The embedded picture scaled to one pixel: its average colour."""
+    rgb = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(mp3), "-map", "0:v:0", "-vf", "scale=1:1",
+                          "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, check=True, timeout=60).stdout
+    return tuple(rgb)  # type: ignore[return-value]
+
+
+def test_cover_is_the_frame_at_a_tenth_as_a_front_cover_jpeg_600_px_wide(wide_video, convert_upload):
+    _, mp3 = convert_upload(wide_video, cover=True)
+    [audio, picture] = probe(mp3)["streams"]
+    assert audio["codec_name"] == "mp3"
+    assert (picture["codec_name"], picture["width"], picture["disposition"]["attached_pic"]) == ("mjpeg", 600, 1)
+    assert picture["tags"]["comment"] == "Cover (front)"
+    red, green, blue = cover_colour(mp3)
+    assert green > 100 and blue < 60, (red, green, blue)  # the frame at 1 s, not the first (blue) one
+
+
+def test_a_trimmed_mp3_s_cover_is_a_tenth_into_what_was_kept(wide_video, convert_upload):
+    _, mp3 = convert_upload(wide_video, cover=True, start=3, end=9)  # a tenth of 6 s after 3 s: 3.6 s
+    red, green, blue = cover_colour(mp3)
+    assert green > 100 and blue < 60, (red, green, blue)
+
+
+def test_no_cover_by_default(wide_video, convert_upload):
+    _, mp3 = convert_upload(wide_video)
+    assert [stream["codec_type"] for stream in probe(mp3)["streams"]] == ["audio"]
+
+
+@pytest.fixture
+def fake_ffmpeg_for_cover(monkeypatch):
+    """The cover run fails (as on a video stream ffmpeg cannot decode); the conversion itself is the real one."""
+    real = convert.cover_args
+    monkeypatch.setattr(convert, "cover_args", lambda *a, **kw: [*real(*a, **kw)[:-1], "/nonexistent/dir/cover.jpg"])
+
+
+def test_a_video_whose_picture_cannot_be_read_still_gets_its_mp3_without_a_cover(tagged_video, convert_upload,
+                                                                                  fake_ffmpeg_for_cover):
+    _, mp3 = convert_upload(tagged_video, cover=True)
+    assert [stream["codec_type"] for stream in probe(mp3)["streams"]] == ["audio"]
+
+
+def test_the_cover_run_reads_the_same_one_container_through_the_file_protocol_only(tmp_path):
+    args = convert.cover_args(tmp_path / "video", tmp_path / "cover.jpg", 1.5, container="video/x-matroska")
+    at = args.index("-i")
+    assert args[at - 8:at] == ["-f", "matroska", "-protocol_whitelist", "file", "-ss", "1.5", "-threads", "1"]
+    assert args[args.index("-f", at):] [:2] == ["-f", "mjpeg"]  # written as one JPEG; no image2 anywhere
+    assert "image2" not in args and args[args.index("-vf") + 1] == "scale=w='min(600,iw)':h=-1"
+
+
+def test_the_cover_run_is_under_the_limits_with_no_environment(fake_ffmpeg, tmp_path, monkeypatch):
+    seen = tmp_path / "seen"
+    fake_ffmpeg(f"ulimit -t > {seen}; ulimit -v >> {seen}; env | grep -v '^PWD=\\|^SHLVL=\\|^_=' | cut -d= -f1 >> {seen}")
+    monkeypatch.setenv("MONGO_URI", "mongodb://user:secret@db/")
+    limits = convert.Limits(cpu_s=900, memory_mb=512)
+    assert convert.cover_frame(tmp_path / "video", tmp_path, 1.0, container="video/mp4", limits=limits) is None
+    assert seen.read_text().split() == ["30", str(512 * 1024), "PATH"]  # CPU capped lower still for one frame
+
+
+def test_audio_files_get_no_cover_run(fake_ffmpeg, tmp_path):
+    fake_ffmpeg(f"touch {tmp_path / 'ran'}")
+    assert convert.cover_frame(tmp_path / "audio", tmp_path, 1.0, container="audio/flac") is None
+    assert not (tmp_path / "ran").exists()
