@@ -11,7 +11,7 @@ OVERLAY := k8s/overlays/minikube
 SVC ?= gateway
 PYTEST_ARGS ?=
 
-.PHONY: help venv infra infra-stop infra-status run test test-unit test-integration test-e2e test-k8s \
+.PHONY: help venv infra infra-stop infra-status run test test-unit test-integration test-e2e test-browser test-k8s \
         k8s-tools bench minikube-up images tls-cert deploy undeploy status logs port-forward clean
 
 help: ## this list
@@ -61,6 +61,9 @@ test-unit: venv ## unit tests only (no servers); CPU-bound, so one worker per co
 
 test-integration: venv infra ## integration tests against the real servers
 	@$(call pytest,$(PY),-m "integration and not faults" $(XDIST))
+
+test-browser: venv infra ## the web page in headless chromium (screenshots in tests/browser/artifacts/)
+	@$(call pytest,$(PY),-m browser tests/browser $(XDIST))
 
 test-e2e: venv infra ## end-to-end tests through the gateway (the fault tests last, on their own)
 	@$(call pytest,$(PY),-m "e2e and not faults" $(XDIST))
