@@ -209,8 +209,10 @@
       input = document.createElement("input");
       input.type = "checkbox";
       input.checked = schema.default === true;
-      wrap.classList.add("flag");
-      label.append(input, title);
+      const line = document.createElement("span");
+      line.className = "flag-line";
+      line.append(input, title);
+      label.append(line);
     } else if (values) {
       input = document.createElement("select");
       if (schema.default === undefined) input.append(new Option("default", ""));
