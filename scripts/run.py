@@ -167,9 +167,12 @@ def supervise(services: list[Service], stopping: Callable[[], bool], clock: Call
 
 
 def describe(returncode: int) -> str:
-    if returncode < 0:
+    if returncode >= 0:
+        return f"status {returncode}"
+    try:
         return f"killed by {signal.Signals(-returncode).name}"
-    return f"status {returncode}"
+    except ValueError:  # a real-time signal has no name
+        return f"killed by signal {-returncode}"
 
 
 if __name__ == "__main__":

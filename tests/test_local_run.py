@@ -64,6 +64,51 @@ def test_restart_delays_double_up_to_a_cap_and_start_over_after_a_stable_run():
     assert backoff.next_delay(up_s=0.5) == 2
 
 
+class FakeProcess:
+    def __init__(self, pid: int) -> None:
+        self.pid, self.returncode = pid, None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+
+class FakeService:
+    """What supervise() uses of procs.Service: a name, the latest process, start()."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.starts = name, 0
+        self.start()
+
+    def start(self) -> FakeService:
+        self.starts += 1
+        self.proc = FakeProcess(self.starts)
+        return self
+
+
+def test_supervise_restarts_only_the_service_that_exited_after_its_delay(capsys):
+    converter, gateway = FakeService("converter"), FakeService("gateway")
+    now = [0.0]
+    # Each pass of the loop: what happens to the converter at this moment (None: nothing), then time goes on.
+    script = iter([(0.0, -9), (0.5, None), (1.5, None), (2.0, 1), (2.5, None), (4.5, None), (70.0, -9), (70.5, None),
+                   (71.5, None)])
+
+    def stopping() -> bool:
+        try:
+            now[0], exit_code = next(script)
+        except StopIteration:
+            return True
+        if exit_code is not None:
+            converter.proc.returncode = exit_code
+        return False
+
+    run.supervise([converter, gateway], stopping, clock=lambda: now[0])
+    assert (converter.starts, gateway.starts) == (4, 1)
+    said = [line for line in capsys.readouterr().out.splitlines() if " exited " in line]
+    assert said == ["[run] converter exited (killed by SIGKILL) after 0 s; restarting it in 1 s",
+                    "[run] converter exited (status 1) after 0 s; restarting it in 2 s",
+                    "[run] converter exited (killed by SIGKILL) after 66 s; restarting it in 1 s"]
+
+
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory) -> Path:
     """30 minutes of audio behind a tiny video: seconds of ffmpeg work, so a kill or a stop lands mid-conversion."""
