@@ -23,7 +23,7 @@ from tests.support import RABBITMQ_URL, body_text, ffmpeg_children, process_runn
 
 pytestmark = pytest.mark.e2e
 
-GRACE_S = 2  # far shorter than the conversion below, on any machine
+GRACE_S = 1  # far shorter than what is left of the conversion below, on any machine
 
 
 @pytest.fixture(scope="module")
