@@ -17,22 +17,54 @@ from .errors import ContractError
 # --- queues ---------------------------------------------------------------------------------------------
 VIDEO_QUEUE = "video"  # gateway -> converter: an uploaded video to convert
 MP3_QUEUE = "mp3"      # converter -> notification: a job that ended, done or failed
+# A message handed out this many times without being settled (its consumer died with it each time) is
+# dead-lettered by the broker: a crash loop cannot hold a queue forever. Transient failures are retried in
+# place by the consumer (mp3core/consumer.py), so an outage of MongoDB or SMTP does not count.
+DELIVERY_LIMIT = 10
+
+# Each queue has its own exchange: publishers write to exchange `<queue>` (direct, routing key = the queue's
+# name), never to the default one, so a broker user's write permission names exactly the queues it may feed.
+# A rejected message goes through exchange `<queue>.dlx` to the quorum queue `<queue>.dead`, which only an
+# operator reads. (`<queue>.dlq` was the dead-letter queue of the classic queues before; see docs/broker.md.)
+
+
+def exchange(queue: str) -> str:
+    """The exchange publishers of `queue` write to (routing key: the queue's name)."""
+    return queue
+
+
+def dead_letter_exchange(queue: str) -> str:
+    return queue + ".dlx"
 
 
 def dead_letter_queue(queue: str) -> str:
-    """Where the broker puts a message its consumer rejected for good."""
-    return queue + ".dlq"
+    """Where the broker puts a message its consumer rejected for good (or that hit DELIVERY_LIMIT)."""
+    return queue + ".dead"
 
 
 def queue_arguments(queue: str) -> dict[str, Any]:
     """The exact declare arguments of `queue`: every declarer must pass the same, or the broker refuses it."""
-    return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead_letter_queue(queue)}
+    return {"x-queue-type": "quorum", "x-delivery-limit": DELIVERY_LIMIT,
+            "x-dead-letter-exchange": dead_letter_exchange(queue),
+            "x-dead-letter-routing-key": dead_letter_queue(queue)}
 
 
-def declare_queue(channel: Any, queue: str) -> None:
-    """Declares `queue` (durable, dead-lettering to its .dlq) and its dead-letter queue on a pika channel."""
+def declare_queue(channel: Any, queue: str, *, publish: bool = True, consume: bool = True) -> None:
+    """Declares what a publisher and/or a consumer of `queue` needs on a pika channel, and nothing more, so
+    each service's broker user needs permissions only for its part (rabbit/service-users.sh):
+    - both: the quorum queue (its dead-letter arguments need write on `<queue>.dlx` and read on the queue);
+    - a publisher: exchange `<queue>` bound to the queue (needs write on the queue: the same name);
+    - a consumer: the dead-letter exchange and queue, bound (only a consumer rejects).
+    """
     channel.queue_declare(queue, durable=True, arguments=queue_arguments(queue))
-    channel.queue_declare(dead_letter_queue(queue), durable=True)
+    if publish:
+        channel.exchange_declare(exchange(queue), "direct", durable=True)
+        channel.queue_bind(queue, exchange(queue), routing_key=queue)
+    if consume:
+        dlx, dlq = dead_letter_exchange(queue), dead_letter_queue(queue)
+        channel.exchange_declare(dlx, "direct", durable=True)
+        channel.queue_declare(dlq, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_bind(dlq, dlx, routing_key=dlq)
 
 
 # --- ids --------------------------------------------------------------------------------------------------
