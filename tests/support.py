@@ -153,8 +153,12 @@ def queue_names(rabbit_url: str = RABBITMQ_URL) -> Iterator[dict[str, str]]:
         try:
             channel = connection.channel()
             for name in names.values():
-                for queue in (name, f"{name}.dlq"):
+                # The quorum queue, its dead letters, a migration's holding queue, a classic dead-letter queue of
+                # the earlier layout; the queue's exchange and dead-letter exchange (mp3core/contract.py).
+                for queue in (name, f"{name}.dead", f"{name}.upgrade", f"{name}.dlq"):
                     channel.queue_delete(queue)
+                for exchange in (name, f"{name}.dlx"):
+                    channel.exchange_delete(exchange)
         finally:
             connection.close()
 
