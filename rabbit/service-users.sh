@@ -9,12 +9,17 @@
 #   QUEUE_SUFFIX             a regex every queue name may carry (default: none). The local broker allows
 #                            the tests' unique queue names (video_1a2b3c4d, tests/support.py: queue_names).
 #
-# What each user needs (queues from mp3core/contract.py; declare_queue declares a queue and its .dlq):
-#   configure  queue.declare of its queues and their .dlq
-#   write      publishing goes through the default exchange, which permissions name "amq.default";
-#              RabbitMQ checks the exchange only, so this write reaches every queue by routing key
-#   read       consuming; RabbitMQ also demands read on a queue declared with x-dead-letter-exchange
-#              (and write on that exchange, the default one), so whoever declares `video` or `mp3` reads it
+# What each user needs (names from mp3core/contract.py and mp3core/broker.py; contract.declare_queue declares
+# only what a role needs). RabbitMQ checks: configure to declare or delete a queue or an exchange; write on an
+# exchange to publish to it, on a queue to bind it; read on a queue to consume it, on an exchange to bind from
+# it; declaring a queue with x-dead-letter-exchange X also needs read on the queue and write on X.
+# Exchange <q> (the queue's own, routing key <q>) shares the queue's name, so "write <q>" means: publish to
+# exchange <q>, which is bound to queue <q> only. No user may write to the default exchange (amq.default),
+# which reaches every queue by its name, nor read a dead-letter queue <q>.dead (operators only).
+#   publisher of <q>   configure <q> <q>.upgrade <q>.upgrade-lock   write <q> <q>.dlx <q>.upgrade   read <q> <q>.upgrade
+#   consumer of <q>    configure <q> <q>.dlx <q>.dead               write <q>.dlx <q>.dead          read <q> <q>.dlx
+#   (<q>.upgrade and <q>.upgrade-lock: publishers move a classic <q> of an earlier version to a quorum queue)
+#   gateway: publishes video; converter: consumes video, publishes mp3; notification: consumes and publishes mp3
 set -euo pipefail
 
 CTL=(${RABBITMQCTL:-rabbitmqctl})
@@ -45,8 +50,14 @@ converter="$(password CONVERTER_PASSWORD)"
 notification="$(password NOTIFICATION_PASSWORD)"
 
 ensure_user mp3-gateway "$gateway" \
-    "^$VIDEO(\\.dlq)?\$" '^amq\.default$' "^$VIDEO\$"
+    "^$VIDEO(\\.upgrade|\\.upgrade-lock)?\$" \
+    "^$VIDEO(\\.dlx|\\.upgrade)?\$" \
+    "^$VIDEO(\\.upgrade)?\$"
 ensure_user mp3-converter "$converter" \
-    "^($VIDEO|$MP3)(\\.dlq)?\$" '^amq\.default$' "^($VIDEO|$MP3)\$"
+    "^($VIDEO(\\.dlx|\\.dead)?|$MP3(\\.upgrade|\\.upgrade-lock)?)\$" \
+    "^($VIDEO\\.(dlx|dead)|$MP3(\\.dlx|\\.upgrade)?)\$" \
+    "^($VIDEO(\\.dlx)?|$MP3(\\.upgrade)?)\$"
 ensure_user mp3-notification "$notification" \
-    "^$MP3(\\.dlq)?\$" '^amq\.default$' "^$MP3\$"
+    "^$MP3(\\.dlx|\\.dead|\\.upgrade|\\.upgrade-lock)?\$" \
+    "^$MP3(\\.dlx|\\.dead|\\.upgrade)?\$" \
+    "^$MP3(\\.dlx|\\.upgrade)?\$"

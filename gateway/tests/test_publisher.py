@@ -1,4 +1,5 @@
-"""Publisher: declares the contract's queues, publishes persistent confirmed messages, retries once."""
+"""Publisher: declares the contract's queue and exchange, publishes persistent confirmed messages to the exchange,
+retries once, on the next broker node when RABBITMQ_URL lists several."""
 
 from __future__ import annotations
 
@@ -27,9 +28,23 @@ class FakeChannel:
         self.confirming = True
 
     def queue_declare(self, queue, **kwargs) -> None:
+        if kwargs.get("passive"):  # broker.ensure looks for an interrupted migration's holding queue
+            self.is_open = False
+            raise pika.exceptions.ChannelClosedByBroker(404, f"NOT_FOUND - no queue '{queue}'")
         self.broker.declared.append((queue, kwargs))
 
-    def basic_publish(self, **kwargs) -> None:
+    def exchange_declare(self, exchange, kind, **kwargs) -> None:
+        self.broker.declared.append(("exchange", exchange, kind, kwargs))
+
+    def queue_bind(self, queue, exchange, routing_key) -> None:
+        self.broker.declared.append(("bind", queue, exchange, routing_key))
+
+    def close(self) -> None:
+        self.is_open = False
+
+    def basic_publish(self, exchange, routing_key, body, properties, mandatory=False) -> None:
+        kwargs = {"exchange": exchange, "routing_key": routing_key, "body": body, "properties": properties,
+                  "mandatory": mandatory}
         assert self.confirming, "published before confirm_delivery()"
         if self.broker.in_publish.locked():
             self.broker.overlapping = True
@@ -91,26 +106,23 @@ def test_connects_lazily(broker, publisher):
     assert broker.connects == 0
 
 
-def test_publish_declares_queue_and_dlq_exactly_as_the_contract(broker, publisher):
+def test_publish_declares_the_quorum_queue_and_its_exchange_exactly_as_the_contract(broker, publisher):
     publisher.publish(MESSAGE)
 
     assert broker.declared == [
-        (
-            "video",
-            {
-                "durable": True,
-                "arguments": {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "video.dlq"},
-            },
-        ),
-        ("video.dlq", {"durable": True}),
-    ]
+        ("video", {"durable": True, "arguments": {"x-queue-type": "quorum", "x-delivery-limit": 10,
+                                                  "x-dead-letter-exchange": "video.dlx",
+                                                  "x-dead-letter-routing-key": "video.dead"}}),
+        ("exchange", "video", "direct", {"durable": True}),
+        ("bind", "video", "video", "video"),
+    ]  # the dead-letter exchange and queue are the consumer's (the gateway's broker user may not declare them)
 
 
 def test_publish_sends_persistent_json_with_mandatory_flag(broker, publisher):
     publisher.publish(MESSAGE)
 
     [sent] = broker.published
-    assert sent["exchange"] == ""
+    assert sent["exchange"] == "video"  # the queue's own exchange, never the default one
     assert sent["routing_key"] == "video"
     assert sent["mandatory"] is True
     assert sent["properties"].delivery_mode == 2
@@ -127,9 +139,21 @@ def test_connection_is_reused(broker, publisher):
 
 def test_connection_settings_fail_fast(broker, publisher):
     publisher.publish(MESSAGE)
-    assert broker.params.host == "127.0.0.1"
-    assert broker.params.socket_timeout == 5
-    assert broker.params.blocked_connection_timeout == 30
+    [params] = broker.params
+    assert params.host == "127.0.0.1"
+    assert params.socket_timeout == 5
+    assert params.blocked_connection_timeout == 30
+
+
+def test_several_urls_are_tried_in_turn_starting_after_the_node_that_went_away(broker):
+    publisher = Publisher(URL + ", amqp://guest:guest@127.0.0.2:5672/%2F,amqp://guest:guest@127.0.0.3:5672/%2F",
+                          "video", connect=broker.connect)
+    publisher.publish(MESSAGE)
+    assert [p.host for p in broker.params] == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+    broker.failures = [pika.exceptions.StreamLostError("node 1 stopped")]
+    publisher.publish(MESSAGE)
+    assert [p.host for p in broker.params] == ["127.0.0.2", "127.0.0.3", "127.0.0.1"]
+    assert len(broker.published) == 2
 
 
 @pytest.mark.parametrize(

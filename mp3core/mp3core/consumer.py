@@ -1,4 +1,5 @@
-"""AMQP consumer loop: connect, declare, prefetch 1, handle each message in a worker thread, settle, reconnect."""
+"""AMQP consumer loop: connect (to the next node when several), declare, prefetch 1, handle each message in a
+worker thread, settle, reconnect."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pika
 import pika.exceptions
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .contract import declare_queue
+from . import broker
 from .errors import PermanentError
 from .logs import job_context
 
@@ -66,7 +67,8 @@ class Outcome(enum.Enum):
 
     ACK = "ack"
     REJECT = "reject"    # basic_reject(requeue=False): the broker dead-letters it to <queue>.dlq
-    REQUEUE = "requeue"  # basic_nack(requeue=True) after a backoff delay: transient failure, try again
+    REQUEUE = "requeue"  # transient failure: retried in place after a backoff delay; basic_nack(requeue=True)
+                         # only when the consumer stops meanwhile (a quorum queue counts returns, DELIVERY_LIMIT)
     DROPPED = "dropped"  # the connection went away first: the broker redelivers it by itself
 
 
@@ -87,7 +89,7 @@ def decide(error: BaseException | None, publish_error: BaseException | None) -> 
 
 def backoff(failures: int, low: float, high: float) -> float:
     """Capped exponential delay for the n-th consecutive failure (1-based): low, 2*low, 4*low, ... high."""
-    return min(high, low * 2 ** max(0, failures - 1))
+    return min(high, low * 2 ** max(0, min(failures, 32) - 1))
 
 
 def decode(body: bytes) -> Message:
@@ -165,6 +167,10 @@ class _Session:
             with self._lock:
                 self._waiting.discard(future)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """Fails pending calls: once the connection thread leaves this connection they would never run."""
         with self._lock:
@@ -180,7 +186,7 @@ class Consumer:
     def __init__(self, url: str, queue: str, handler: Handler, *, publish_queue: str | None = None,
                  metrics: ConsumerMetrics, on_permanent: OnPermanent | None = None, grace_s: float = 25.0,
                  connect: Callable[[], Any] | None = None) -> None:
-        self._url = url
+        self._brokers = broker.Brokers(url, _tune)  # RABBITMQ_URL: one node, or several comma-separated
         self._queue = queue
         self._handler = handler
         self._publish_queue = publish_queue
@@ -234,11 +240,11 @@ class Consumer:
                         session.connection.process_data_events(time_limit=TICK_S)
                         self.liveness.tick()
                     self._drain(session)
-                except (pika.exceptions.AMQPError, OSError) as exc:
+                except (pika.exceptions.AMQPError, OSError, broker.MigrationPending) as exc:
                     failures += 1
                     delay = backoff(failures, RECONNECT_MIN_S, RECONNECT_MAX_S)
-                    log.warning("RabbitMQ connection failed or lost (%s); reconnecting in %.0f s",
-                                repr(exc)[:300], delay)
+                    log.warning("RabbitMQ connection failed or lost, or the queue is not ready (%s); "
+                                "reconnecting in %.0f s", repr(exc)[:300], delay)
                     self._close(session)
                     session = None
                     self.liveness.set("connecting")
@@ -253,17 +259,19 @@ class Consumer:
     # --- connection thread -------------------------------------------------------------------------------
 
     def _connect(self) -> Any:
-        params = pika.URLParameters(self._url)
-        params.heartbeat = HEARTBEAT_S
-        # Under a broker resource alarm publishes block; give up and reconnect rather than hang forever.
-        params.blocked_connection_timeout = 120
-        return pika.BlockingConnection(params)
+        # Each attempt starts at the node after the last one used: a node that went away is tried last.
+        return self._brokers.connect()
 
     def _setup(self, session: _Session) -> None:
-        session.channel = session.connection.channel()
-        declare_queue(session.channel, self._queue)
+        connection = session.connection
+        # Declares only what this consumer's role needs (its broker user may do no more); a classic queue of an
+        # earlier version is migrated here when this role may publish to it (broker.ensure).
+        # The queue it publishes to first: it may migrate that one, while its own may wait for its publishers.
+        if self._publish_queue and self._publish_queue != self._queue:
+            broker.ensure(connection, self._publish_queue, publish=True, consume=False)
+        broker.ensure(connection, self._queue, publish=self._publish_queue == self._queue, consume=True)
+        session.channel = connection.channel()
         if self._publish_queue:
-            declare_queue(session.channel, self._publish_queue)
             # A separate confirm-mode channel: basic_publish then returns only once the broker has the message.
             session.publish_channel = session.connection.channel()
             session.publish_channel.confirm_delivery()
@@ -313,10 +321,8 @@ class Consumer:
 
     def _publish(self, session: _Session, message: Message) -> None:
         # With confirms on, this raises UnroutableError (mandatory) or NackError unless the broker took it.
-        session.publish_channel.basic_publish(
-            exchange="", routing_key=self._publish_queue, body=json.dumps(message).encode("utf-8"),
-            properties=pika.BasicProperties(delivery_mode=2, content_type="application/json"),
-            mandatory=True)
+        broker.publish_confirmed(session.publish_channel, self._publish_queue, json.dumps(message).encode("utf-8"),
+                                 pika.BasicProperties(delivery_mode=2, content_type="application/json"))
 
     def _settle(self, session: _Session, delivery_tag: int, outcome: Outcome) -> None:
         if outcome is Outcome.ACK:
@@ -332,26 +338,24 @@ class Consumer:
         started = time.monotonic()
         job_id = _peek_job_id(body)
         with job_context(job_id):
-            error, follow_up = self._run_handler(body)
-            publish_error: BaseException | None = None
             try:
-                if follow_up is not None and self._publish_queue:
-                    try:
-                        session.call(functools.partial(self._publish, session, follow_up))
-                    except ConnectionLost:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - any publish failure means: not durable, retry
-                        publish_error = exc
-                        log.warning("could not publish to %s (%s: %s)", self._publish_queue,
-                                    type(exc).__name__, exc)
-                outcome = decide(error, publish_error)
-                if outcome is Outcome.REQUEUE:
+                while True:
+                    outcome = self._attempt(session, body)
+                    if outcome is not Outcome.REQUEUE:
+                        self._failures = 0
+                        break
+                    # Retried here, the message staying unacked: handing it back to a quorum queue would count
+                    # towards its DELIVERY_LIMIT, and an outage of MongoDB or SMTP must not dead-letter jobs.
                     self._failures += 1
                     delay = backoff(self._failures, REQUEUE_MIN_S, REQUEUE_MAX_S)
-                    log.warning("requeueing the message in %.0f s", delay)
+                    if self._stopping.is_set():
+                        break  # stopping: hand it back (nack) for another consumer
+                    log.warning("transient failure; trying the message again in %.0f s", delay)
                     self._stopping.wait(delay)  # a stop request cuts the delay short
-                else:
-                    self._failures = 0
+                    if self._stopping.is_set():
+                        break
+                    if session.closed:
+                        raise ConnectionLost()
                 session.call(functools.partial(self._settle, session, delivery_tag, outcome))
             except (ConnectionLost, pika.exceptions.AMQPError) as exc:
                 outcome = Outcome.DROPPED
@@ -361,6 +365,20 @@ class Consumer:
             self._metrics.handle_seconds.labels(self._queue).observe(time.monotonic() - started)
             log.info("message %s", outcome.value, extra={"seconds": round(time.monotonic() - started, 3),
                                                           "redelivered": redelivered})
+
+    def _attempt(self, session: _Session, body: bytes) -> Outcome:
+        """Runs the handler once and publishes its follow-up message; what to do with the delivery."""
+        error, follow_up = self._run_handler(body)
+        publish_error: BaseException | None = None
+        if follow_up is not None and self._publish_queue:
+            try:
+                session.call(functools.partial(self._publish, session, follow_up))
+            except ConnectionLost:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any publish failure means: not durable, retry
+                publish_error = exc
+                log.warning("could not publish to %s (%s: %s)", self._publish_queue, type(exc).__name__, exc)
+        return decide(error, publish_error)
 
     def _run_handler(self, body: bytes) -> tuple[BaseException | None, Message | None]:
         """(error, follow-up message): error is None, a PermanentError, or a transient exception."""
@@ -380,6 +398,15 @@ class Consumer:
         except Exception as exc:  # noqa: BLE001 - anything else is transient by definition
             log.exception("transient failure (%s)", type(exc).__name__)
             return exc, None
+
+
+def _tune(params: pika.URLParameters) -> None:
+    params.heartbeat = HEARTBEAT_S
+    # Under a broker resource alarm publishes block; give up and reconnect rather than hang forever.
+    params.blocked_connection_timeout = 120
+    # A node that is down must not hold up trying the next one for long.
+    params.socket_timeout = 5
+    params.connection_attempts = 1
 
 
 def _peek_job_id(body: bytes) -> str | None:

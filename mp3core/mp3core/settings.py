@@ -96,11 +96,11 @@ class Env:
         return self._not_a_placeholder("MONGO_URI", uri)  # it carries the database password
 
     def amqp_url(self, default: str = "amqp://guest:guest@127.0.0.1:5672/%2F") -> str:
-        # The default is RabbitMQ's own guest account, which the broker accepts from loopback only.
-        url = self.str("RABBITMQ_URL", default)
-        if urlsplit(url).scheme not in ("amqp", "amqps"):
-            raise ConfigError("RABBITMQ_URL must start with amqp:// or amqps://")
-        return self._not_a_placeholder("RABBITMQ_URL", url)  # it carries the broker password
+        # The default is RabbitMQ's own guest account, which the broker accepts from loopback only. Several
+        # URLs, comma-separated, name the nodes of one cluster (mp3core.broker.Brokers fails over between them).
+        value = self.str("RABBITMQ_URL", default)
+        split_amqp_urls(value)
+        return self._not_a_placeholder("RABBITMQ_URL", value)  # it carries the broker password
 
     def http_url(self, name: str, default: str, *, bare_host_ok: bool = True) -> str:
         """An http(s) base URL without a trailing slash; with bare_host_ok, host:port (a Kubernetes Service
@@ -111,6 +111,16 @@ class Env:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"{name}={value!r} is not an http(s) URL or host:port"[:200])
         return url.rstrip("/")
+
+
+def split_amqp_urls(value: str) -> list[str]:
+    """RABBITMQ_URL's URLs: one, or several separated by commas, each amqp:// or amqps://."""
+    urls = [part.strip() for part in value.split(",")]
+    if any(not url for url in urls):
+        raise ConfigError("RABBITMQ_URL must be one amqp:// URL, or several separated by commas, none empty")
+    if any(urlsplit(url).scheme not in ("amqp", "amqps") for url in urls):
+        raise ConfigError("RABBITMQ_URL must start with amqp:// or amqps://")  # every URL of a list too
+    return urls
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,8 @@ class FakeChannel:
 
     def basic_publish(self, exchange, routing_key, body, properties, mandatory):
         if self.publish_error:
-            raise self.publish_error
+            error, self.publish_error = self.publish_error, None  # fails once
+            raise error
         self.events.append(("publish", exchange, routing_key, json.loads(body), properties.delivery_mode,
                             properties.content_type, mandatory))
 
@@ -158,7 +159,7 @@ BODY = json.dumps({"job_id": JOB_ID}).encode()
 
 def test_success_publishes_follow_up_then_acks():
     events = deliver(lambda m: {"job_id": m["job_id"], "status": "done"}, BODY)
-    assert events == [("publish", "", "mp3", {"job_id": JOB_ID, "status": "done"}, 2, "application/json", True),
+    assert events == [("publish", "mp3", "mp3", {"job_id": JOB_ID, "status": "done"}, 2, "application/json", True),
                       ("ack", 7)]
 
 
@@ -188,27 +189,50 @@ def test_undecodable_body_is_rejected():
     assert seen == [{}] and events == [("reject", 7, False)]
 
 
-def test_transient_error_requeues_after_backoff(no_delay):
+def failing(times: int, error: Exception, then=None):
+    """A handler (or on_permanent) that raises `error` `times` times, then returns `then`."""
+    calls = []
+
+    def run(*args):
+        calls.append(args)
+        if len(calls) <= times:
+            raise error
+        return then
+
+    return run
+
+
+def test_transient_error_is_retried_in_place_with_backoff_then_acked(no_delay):
+    # Never handed back to the queue: a quorum queue would count each return towards DELIVERY_LIMIT.
+    assert deliver(failing(3, ConnectionError("MongoDB unavailable")), BODY) == [("ack", 7)]
+    assert no_delay == [1.0, 2.0, 4.0]
+
+
+def test_a_stop_during_transient_failures_hands_the_message_back(no_delay, monkeypatch):
+    loop_holder = []
+
     def handler(message):
+        loop_holder[0].stop()  # SIGTERM while MongoDB is down
         raise ConnectionError("MongoDB unavailable")
 
+    real = consumer.Consumer.__init__
+    monkeypatch.setattr(consumer.Consumer, "__init__", lambda self, *a, **kw: (real(self, *a, **kw), loop_holder.append(self))[0])
     assert deliver(handler, BODY) == [("nack", 7, True)]
-    assert no_delay == [1.0]
 
 
-def test_failure_to_record_permanent_error_requeues(no_delay):
+def test_failure_to_record_permanent_error_is_retried(no_delay):
     def handler(message):
         raise PermanentError("bad")
 
-    def on_permanent(message, error):
-        raise ConnectionError("MongoDB unavailable")
+    on_permanent = failing(1, ConnectionError("MongoDB unavailable"))
+    assert deliver(handler, BODY, on_permanent=on_permanent) == [("reject", 7, False)]
+    assert no_delay == [1.0]
 
-    assert deliver(handler, BODY, on_permanent=on_permanent) == [("nack", 7, True)]
 
-
-def test_unconfirmed_publish_requeues_instead_of_acking(no_delay):
+def test_unconfirmed_publish_is_retried_instead_of_acking(no_delay):
     events = deliver(lambda m: {"status": "done"}, BODY, publish_error=pika.exceptions.NackError([]))
-    assert events == [("nack", 7, True)]
+    # the second publish (FakeChannel fails only once) was confirmed: only then the ack
+    assert events == [("publish", "mp3", "mp3", {"status": "done"}, 2, "application/json", True), ("ack", 7)]
 
 
 def test_connection_lost_before_settling_leaves_message_to_broker():
@@ -255,8 +279,21 @@ class ScriptedConnection:
         log.append(("channel", n))
 
         class Channel:
+            is_open = True
+
             def queue_declare(self, name, **kw):
+                if kw.get("passive"):  # no interrupted migration to finish
+                    raise pika.exceptions.ChannelClosedByBroker(404, "NOT_FOUND")
                 log.append(("declare", n, name))
+
+            def exchange_declare(self, name, kind, **kw):
+                log.append(("exchange", n, name))
+
+            def queue_bind(self, queue, exchange, routing_key):
+                log.append(("bind", n, queue, exchange))
+
+            def close(self):
+                pass
 
             def basic_qos(self, prefetch_count):
                 log.append(("qos", n, prefetch_count))
@@ -306,10 +343,14 @@ def test_run_reconnects_with_backoff_then_declares_consumes_and_stops_cleanly(mo
     loop.run()
 
     assert sleeps == [1.0, 2.0]
-    assert log == [("channel", 0), ("declare", 0, "video"), ("declare", 0, "video.dlq"),
-                   ("declare", 0, "mp3"), ("declare", 0, "mp3.dlq"),
-                   ("channel", 1), ("confirm", 1), ("qos", 0, 1),
-                   ("consume", 0, "video"), ("cancel", 0, "ctag"), ("close",)]
+    # The converter's part: publishes to `mp3` (its queue and exchange: it may migrate that one), consumes `video`
+    # (its queue, dead-letter exchange and queue); then a consuming channel and a confirm-mode publishing channel.
+    assert log == [("channel", 0), ("declare", 0, "mp3"), ("exchange", 0, "mp3"), ("bind", 0, "mp3", "mp3"),
+                   ("channel", 1),  # looks for an interrupted migration of `mp3`: none
+                   ("channel", 2), ("declare", 2, "video"), ("exchange", 2, "video.dlx"), ("declare", 2, "video.dead"),
+                   ("bind", 2, "video.dead", "video.dlx"),
+                   ("channel", 3), ("channel", 4), ("confirm", 4), ("qos", 3, 1),
+                   ("consume", 3, "video"), ("cancel", 3, "ctag"), ("close",)]
     assert loop.liveness.state == "stopped" and not loop.healthy()
 
 
@@ -336,8 +377,8 @@ def test_run_waits_for_a_job_from_a_lost_connection_before_consuming_again(monke
     loop.run()
 
     ticks = [e for e in log if e[0] in ("tick", "consume")]
-    assert ticks[0] == ("tick", False) and ("consume", 0, "mp3") in ticks
-    assert ticks.index(("consume", 0, "mp3")) > 0
+    assert ticks[0] == ("tick", False) and ("consume", 1, "mp3") in ticks  # channel 0 declared the queue
+    assert ticks.index(("consume", 1, "mp3")) > 0
 
 
 class DeliveringConnection(ScriptedConnection):
@@ -391,6 +432,6 @@ def test_stop_lets_the_job_in_progress_finish_within_the_grace_period(monkeypatc
     loop.run()
 
     assert time.monotonic() - started < 3.0  # never waits past the grace period
-    after_cancel = log[log.index(("cancel", 0, "ctag")) + 1:]
+    after_cancel = log[log.index(("cancel", 1, "ctag")) + 1:]  # channel 0 declared the queue
     assert after_cancel == [*settled, ("close",)]
     release.set()

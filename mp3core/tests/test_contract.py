@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import pytest
 
@@ -167,17 +166,6 @@ def test_every_allowed_value_is_accepted_and_hinted():
         for value in values:
             assert getattr(Options(**{name: value}), name) == value
         assert name in contract.OPTION_HINTS[name]
-
-
-def test_declare_queue_uses_the_contract_arguments():
-    calls = []
-    channel = SimpleNamespace(queue_declare=lambda *a, **kw: calls.append((a, kw)))
-    contract.declare_queue(channel, contract.VIDEO_QUEUE)
-    assert calls == [
-        (("video",), {"durable": True, "arguments": {"x-dead-letter-exchange": "",
-                                                      "x-dead-letter-routing-key": "video.dlq"}}),
-        (("video.dlq",), {"durable": True}),
-    ]
 
 
 @pytest.mark.parametrize(("raw", "stored", "mp3"), [

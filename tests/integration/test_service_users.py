@@ -1,5 +1,7 @@
 """Each service's own RabbitMQ user (made by `make infra` with rabbit/service-users.sh) against the real broker:
-it can do what its service does with its queues, and the broker refuses it the other services' queues.
+it can do what its service does with its queues, and the broker refuses it the other services' queues. Every
+message goes through the queue's own exchange: no user may write to the default exchange, so no user can put a
+message into a queue it does not feed.
 
 The queues are the tests' unique video_<hex>/mp3_<hex> names, which the local users are allowed besides
 `video` and `mp3` (scripts/infra.sh); the cluster's users get the same rules without that suffix.
@@ -19,7 +21,8 @@ pytestmark = pytest.mark.integration
 import pika  # noqa: E402
 import pika.exceptions  # noqa: E402
 
-from mp3core.contract import dead_letter_queue, declare_queue  # noqa: E402
+from mp3core import broker  # noqa: E402
+from mp3core.contract import dead_letter_exchange, dead_letter_queue, declare_queue  # noqa: E402
 from tests.support import RABBITMQ_URL, service_rabbitmq_url, unique  # noqa: E402
 
 
@@ -41,7 +44,17 @@ def as_user(service: str, action: Callable[[Any], Any]) -> Any:
 
 
 def publish(queue: str, body: bytes = b"{}") -> Callable[[Any], None]:
-    return lambda channel: channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2))
+    """What the services do: publish to the queue's own exchange."""
+    return lambda channel: broker.publish_confirmed(channel, queue, body, pika.BasicProperties(delivery_mode=2))
+
+
+def publish_via(exchange: str, routing_key: str, body: bytes = b"{}") -> Callable[[Any], None]:
+    return lambda channel: channel.basic_publish(exchange, routing_key, body, pika.BasicProperties(delivery_mode=2),
+                                                 mandatory=True)
+
+
+def declare(queue: str, *, publish: bool, consume: bool) -> Callable[[Any], None]:
+    return lambda channel: declare_queue(channel, queue, publish=publish, consume=consume)
 
 
 def get(queue: str) -> Callable[[Any], Any]:
@@ -63,17 +76,34 @@ def names(queues: dict[str, str]) -> dict[str, str]:
 
 def test_each_user_does_its_service_s_part_of_the_flow(names: dict[str, str]) -> None:
     video, mp3 = names["video"], names["mp3"]
-    # gateway: declares `video`, publishes an upload's message.
-    as_user("gateway", lambda channel: (declare_queue(channel, video), publish(video, b'{"n": 1}')(channel)))
-    # converter: declares both queues, consumes `video`, publishes to `mp3`.
-    as_user("converter", lambda channel: (declare_queue(channel, video), declare_queue(channel, mp3)))
+    # gateway: declares its part of `video` (queue, exchange), publishes an upload's message.
+    as_user("gateway", lambda channel: (declare(video, publish=True, consume=False)(channel),
+                                        publish(video, b'{"n": 1}')(channel)))
+    # converter: consumes `video` (queue, dead letters), publishes to `mp3`.
+    as_user("converter", lambda channel: (declare(video, publish=False, consume=True)(channel),
+                                          declare(mp3, publish=True, consume=False)(channel)))
     assert as_user("converter", get(video)) == b'{"n": 1}'
     as_user("converter", publish(mp3, b'{"n": 2}'))
-    # notification: declares `mp3`, consumes it, and puts a mail it cannot send yet back at the end.
-    as_user("notification", lambda channel: declare_queue(channel, mp3))
+    # notification: consumes `mp3`, and puts a mail it cannot send yet back at the end.
+    as_user("notification", declare(mp3, publish=True, consume=True))
     assert as_user("notification", get(mp3)) == b'{"n": 2}'
     as_user("notification", publish(mp3, b'{"n": 3}'))
     assert as_user("notification", get(mp3)) == b'{"n": 3}'
+
+
+def test_each_user_runs_its_service_s_broker_code(names: dict[str, str]) -> None:
+    """The services' own declare-and-migrate step (broker.ensure) passes with their users' permissions."""
+    video, mp3 = names["video"], names["mp3"]
+    for service, queue, roles in (("gateway", video, [dict(publish=True, consume=False)]),
+                                  ("converter", video, [dict(publish=False, consume=True)]),
+                                  ("converter", mp3, [dict(publish=True, consume=False)]),
+                                  ("notification", mp3, [dict(publish=True, consume=True)])):
+        connection = pika.BlockingConnection(pika.URLParameters(service_rabbitmq_url(service)))
+        try:
+            for role in roles:
+                broker.ensure(connection, queue, **role)
+        finally:
+            connection.close()
 
 
 def test_a_rejected_message_is_dead_lettered_by_the_broker(names: dict[str, str]) -> None:
@@ -105,6 +135,24 @@ REFUSED = [
     ("gateway", "delete mp3", lambda q: lambda channel: channel.queue_delete(q["mp3"])),
     ("converter", "declare another queue", lambda q: lambda channel: channel.queue_declare(unique("other"))),
     ("gateway", "publish through another exchange", lambda q: lambda channel: channel.basic_publish("amq.direct", q["video"], b"{}")),
+    # No one writes to the default exchange, which would reach any queue by its name: ...
+    ("gateway", "publish to mp3 through the default exchange", lambda q: publish_via("", q["mp3"])),
+    ("gateway", "publish to video through the default exchange", lambda q: publish_via("", q["video"])),
+    ("converter", "publish to video through the default exchange", lambda q: publish_via("", q["video"])),
+    ("notification", "publish to video through the default exchange", lambda q: publish_via("", q["video"])),
+    ("notification", "publish to mp3 through the default exchange", lambda q: publish_via("", q["mp3"])),
+    # ... nor to another service's queue through that queue's exchange ...
+    ("gateway", "publish to mp3", lambda q: publish(q["mp3"])),
+    ("notification", "publish to video", lambda q: publish(q["video"])),
+    ("converter", "publish to video", lambda q: publish(q["video"])),
+    # ... nor route its own exchange into another queue, nor write into the dead letters it does not produce.
+    ("gateway", "bind its exchange to mp3", lambda q: lambda channel: channel.queue_bind(q["mp3"], q["video"], q["mp3"])),
+    ("converter", "bind its exchange to video", lambda q: lambda channel: channel.queue_bind(q["video"], q["mp3"], q["video"])),
+    ("notification", "bind its exchange to video", lambda q: lambda channel: channel.queue_bind(q["video"], q["mp3"], q["video"])),
+    ("gateway", "publish mp3 dead letters", lambda q: publish_via(dead_letter_exchange(q["mp3"]), dead_letter_queue(q["mp3"]))),
+    ("notification", "publish video dead letters", lambda q: publish_via(dead_letter_exchange(q["video"]), dead_letter_queue(q["video"]))),
+    ("gateway", "declare the dead-letter queue", lambda q: lambda channel: channel.queue_declare(
+        dead_letter_queue(q["video"]), durable=True, arguments={"x-queue-type": "quorum"})),
     ("notification", "declare an exchange", lambda q: lambda channel: channel.exchange_declare(unique("ex"), "fanout")),
 ]
 

@@ -113,18 +113,32 @@ def test_each_broker_user_may_configure_write_and_read_only_its_queues(tmp_path:
         return re.search(perms[user][which], name) is not None
 
     configure, write, read = 0, 1, 2
-    queues = ["video", "video.dlq", "mp3", "mp3.dlq", "other", "videox", "xvideo", "mp3.dlq.x"]
+    # Queues and exchanges share the permission regexes: exchange <q> is queue <q>'s own (mp3core/contract.py).
+    names = ["video", "video.dlx", "video.dead", "video.upgrade", "video.upgrade-lock", "video.dlq",
+             "mp3", "mp3.dlx", "mp3.dead", "mp3.upgrade", "mp3.upgrade-lock", "mp3.dlq",
+             "other", "videox", "xvideo", "mp3.dead.x", "amq.default", "amq.direct", "amq.topic"]
+    upgrade = {"{q}.upgrade", "{q}.upgrade-lock"}
     expected = {
-        # declare_queue declares the queue and its .dlq; whoever declares a dead-lettering queue must read it.
-        "mp3-gateway": ({"video", "video.dlq"}, {"video"}),
-        "mp3-converter": ({"video", "video.dlq", "mp3", "mp3.dlq"}, {"video", "mp3"}),
-        "mp3-notification": ({"mp3", "mp3.dlq"}, {"mp3"}),
+        # (configure, write, read), per role: a publisher declares queue and exchange (and migrates a classic
+        # queue through {q}.upgrade), a consumer the queue and its dead letters; see rabbit/service-users.sh.
+        "mp3-gateway": ({"video"} | {n.format(q="video") for n in upgrade}, {"video", "video.dlx", "video.upgrade"},
+                        {"video", "video.upgrade"}),
+        "mp3-converter": ({"video", "video.dlx", "video.dead", "mp3"} | {n.format(q="mp3") for n in upgrade},
+                          {"video.dlx", "video.dead", "mp3", "mp3.dlx", "mp3.upgrade"},
+                          {"video", "video.dlx", "mp3", "mp3.upgrade"}),
+        "mp3-notification": ({"mp3", "mp3.dlx", "mp3.dead"} | {n.format(q="mp3") for n in upgrade},
+                             {"mp3", "mp3.dlx", "mp3.dead", "mp3.upgrade"}, {"mp3", "mp3.dlx", "mp3.upgrade"}),
     }
-    for user, (configurable, readable) in expected.items():
-        assert {q for q in queues if allowed(user, configure, q)} == configurable, user
-        assert {q for q in queues if allowed(user, read, q)} == readable, user
-        # Publishing goes through the default exchange only ("" is "amq.default" to permissions).
-        assert [e for e in ("amq.default", "amq.direct", "amq.topic", "video", "mp3") if allowed(user, write, e)] == ["amq.default"]
+    for user, (configurable, writable, readable) in expected.items():
+        assert {n for n in names if allowed(user, configure, n)} == configurable, user
+        assert {n for n in names if allowed(user, write, n)} == writable, user
+        assert {n for n in names if allowed(user, read, n)} == readable, user
+    # Nobody writes to the default exchange (it reaches every queue by name) or reads dead letters; only the
+    # gateway writes to `video`, only the converter and notification to `mp3`.
+    for user in expected:
+        assert not allowed(user, write, "amq.default") and not allowed(user, read, "video.dead")
+        assert not allowed(user, read, "mp3.dead")
+    assert [u for u in expected if allowed(u, write, "video")] == ["mp3-gateway"]
 
 
 def test_mongodb_requires_authentication_with_the_root_user_from_the_secret(docs: list[Doc]) -> None:

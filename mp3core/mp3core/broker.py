@@ -1,0 +1,207 @@
+"""RabbitMQ plumbing every service shares: a list of broker URLs to fail over between, and the queues' topology,
+declared (and migrated from the classic queues of earlier versions) before a service uses a queue."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import pika
+import pika.exceptions
+
+from .contract import declare_queue, exchange, queue_arguments
+from .settings import split_amqp_urls
+
+log = logging.getLogger(__name__)
+
+PRECONDITION_FAILED, RESOURCE_LOCKED, NOT_FOUND = 406, 405, 404
+
+
+# --- several brokers ----------------------------------------------------------------------------------------
+
+
+class Brokers:
+    """RABBITMQ_URL's nodes (comma-separated URLs) to connect to, in turn: after a connection to one is lost, the next one is tried first."""
+
+    def __init__(self, value: str, configure: Callable[[pika.URLParameters], None] = lambda params: None) -> None:
+        self._params = []
+        for url in split_amqp_urls(value):
+            params = pika.URLParameters(url)
+            configure(params)
+            self._params.append(params)
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def in_turn(self) -> list[pika.URLParameters]:
+        """Every node once, starting with the next one; the start moves on, so a reconnect after a loss skips
+        the node that was just used (it is tried last)."""
+        start, self._next = self._next, (self._next + 1) % len(self._params)
+        return self._params[start:] + self._params[:start]
+
+    def connect(self, connect: Callable[[Any], Any] = pika.BlockingConnection) -> Any:
+        """A connection to the first node in turn that answers; pika tries the list in order (AMQPConnectionError
+        when none does)."""
+        return connect(self.in_turn())
+
+
+# --- topology and migration ----------------------------------------------------------------------------------
+
+
+class MigrationPending(Exception):
+    """`queue` is still the classic queue of an earlier version and this process may not (or could not yet)
+    move it: try again later. Publishing is safe meanwhile (messages wait in the migration queue)."""
+
+
+def upgrade_queue(queue: str) -> str:
+    """Holds the messages of `queue` while it is swapped from a classic to a quorum queue."""
+    return queue + ".upgrade"
+
+
+def upgrade_lock(queue: str) -> str:
+    """An exclusive queue: whoever holds it migrates `queue`; the broker frees it when its connection goes."""
+    return queue + ".upgrade-lock"
+
+
+def ensure(connection: Any, queue: str, *, publish: bool, consume: bool) -> None:
+    """Declares `queue`'s topology for this role (contract.declare_queue), migrating a classic queue of an
+    earlier version first when this role may (a publisher: it may write to the queue's exchange).
+
+    Raises MigrationPending when the queue is still classic and this process cannot finish the move now; a
+    publisher may still publish then (see migrate)."""
+    try:
+        _on_channel(connection, lambda channel: declare_queue(channel, queue, publish=publish, consume=consume))
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code != PRECONDITION_FAILED:
+            raise
+        if not publish:
+            raise MigrationPending(f"{queue} is still a classic queue; its publishers move it to a quorum queue") from None
+        migrate(connection, queue)
+        _on_channel(connection, lambda channel: declare_queue(channel, queue, publish=publish, consume=consume))
+    if publish:
+        _finish_interrupted(connection, queue)
+
+
+def migrate(connection: Any, queue: str) -> None:
+    """Replaces the classic `queue` by a quorum queue of the same name without losing a message.
+
+    Under a lock (an exclusive queue), so that processes starting together take turns:
+    1. exchange `queue` is bound to the quorum queue `<queue>.upgrade`: new messages wait there;
+    2. every message of the classic queue is moved there (get, publish with confirm, then ack);
+    3. the classic queue is deleted only if empty and without consumers (old consumers must stop first; until
+       then this raises MigrationPending and a later call goes on from step 2);
+    4. the quorum queue is declared, the exchange unbound from `<queue>.upgrade` and bound to it (a publish
+       in between is unroutable: refused, never lost or doubled), and the waiting messages are moved over.
+    A process that dies in between leaves a state the next call goes on from (_finish_interrupted)."""
+    lock_channel = connection.channel()
+    try:
+        lock_channel.queue_declare(upgrade_lock(queue), exclusive=True, auto_delete=True)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == RESOURCE_LOCKED:
+            raise MigrationPending(f"another process is migrating {queue}") from None
+        raise
+    try:
+        log.warning("migrating the classic queue %s to a quorum queue", queue)
+        channel = connection.channel()
+        channel.confirm_delivery()
+        holding = upgrade_queue(queue)
+        channel.exchange_declare(exchange(queue), "direct", durable=True)
+        channel.queue_declare(holding, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_bind(holding, exchange(queue), routing_key=queue)
+        moved = _move(channel, queue, queue)
+        state = channel.queue_declare(queue, passive=True).method
+        if state.consumer_count:
+            raise MigrationPending(f"{queue}: {moved} messages moved; waiting for the {state.consumer_count} "
+                                   "consumers of the classic queue (an earlier version) to stop")
+        try:
+            channel.queue_delete(queue, if_empty=True, if_unused=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == PRECONDITION_FAILED:  # a message or a consumer came in meanwhile: next time
+                raise MigrationPending(f"{queue} got a message or a consumer while it was moved") from None
+            raise
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.queue_declare(queue, durable=True, arguments=queue_arguments(queue))
+        _swap_back(channel, queue)
+        log.warning("%s is a quorum queue now (%d messages moved)", queue, moved)
+    finally:
+        if lock_channel.is_open:
+            lock_channel.queue_delete(upgrade_lock(queue))
+            lock_channel.close()
+
+
+def _swap_back(channel: Any, queue: str) -> None:
+    """Exchange `queue` from the holding queue to the (quorum) queue, then the held messages after it."""
+    holding = upgrade_queue(queue)
+    channel.queue_unbind(holding, exchange(queue), routing_key=queue)
+    channel.queue_bind(queue, exchange(queue), routing_key=queue)
+    # Unbound, and only the lock's holder reads it: once moved it stays empty. (Quorum queues do not support
+    # queue.delete's if-empty, so that is checked here.)
+    while _move(channel, holding, queue) or channel.queue_declare(holding, passive=True).method.message_count:
+        pass
+    channel.queue_delete(holding)
+
+
+def _finish_interrupted(connection: Any, queue: str) -> None:
+    """A holding queue left by a migration that stopped after the classic queue was gone: move it over."""
+    try:
+        _on_channel(connection, lambda channel: channel.queue_declare(upgrade_queue(queue), passive=True))
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == NOT_FOUND:  # the usual case: nothing was interrupted
+            return
+        raise
+    lock_channel = connection.channel()
+    try:
+        lock_channel.queue_declare(upgrade_lock(queue), exclusive=True, auto_delete=True)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == RESOURCE_LOCKED:
+            return  # its migrator is at work
+        raise
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        try:
+            channel.queue_declare(upgrade_queue(queue), passive=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == NOT_FOUND:  # finished by the migrator that held the lock before us
+                return
+            raise
+        log.warning("finishing an interrupted migration of %s", queue)
+        _swap_back(channel, queue)
+    finally:
+        if lock_channel.is_open:
+            lock_channel.queue_delete(upgrade_lock(queue))
+            lock_channel.close()
+
+
+def _move(channel: Any, source: str, queue: str) -> int:
+    """Moves every message of `source` to exchange `queue`: each is acked only once the broker confirmed its copy
+    (a crash in between leaves it in both: a duplicate, which the consumers' handlers tolerate, never a loss)."""
+    moved = 0
+    while True:
+        method, properties, body = channel.basic_get(source, auto_ack=False)
+        if method is None:
+            return moved
+        channel.basic_publish(exchange(queue), queue, body, properties, mandatory=True)
+        channel.basic_ack(method.delivery_tag)
+        moved += 1
+
+
+def _on_channel(connection: Any, action: Callable[[Any], Any]) -> Any:
+    """Runs action on a channel of its own (a refused declare closes its channel), closed afterwards."""
+    channel = connection.channel()
+    try:
+        return action(channel)
+    finally:
+        if channel.is_open:
+            channel.close()
+
+
+def publish_confirmed(channel: Any, queue: str, body: bytes, properties: Any) -> None:
+    """Publishes to `queue`'s exchange on a confirm-mode channel: returns once the broker stored the message (on
+    a majority of a quorum queue's nodes); UnroutableError or NackError otherwise."""
+    channel.basic_publish(exchange(queue), queue, body, properties, mandatory=True)
+
