@@ -4,6 +4,8 @@
 # git-ignored state folder, and so do the RabbitMQ URLs of the services' own users. Idempotent: a server whose pid file names a live process is left alone.
 #
 #   scripts/infra.sh up      install what is missing, start, wait until each accepts connections
+#   scripts/infra.sh rabbitmq  only RabbitMQ (its nodes, joined, and the services' users): a node that is down
+#                            is started again and rejoins
 #   scripts/infra.sh down    stop what `up` started, by pid
 #   scripts/infra.sh status  print what runs where
 #   scripts/infra.sh packages  only install the Debian packages (the dev virtualenv builds against them)
@@ -15,6 +17,10 @@ RABBITMQ_PORT="${INFRA_RABBITMQ_PORT:-5672}"
 MARIADB_PORT="${INFRA_MARIADB_PORT:-3306}"
 FERRETDB_PORT="${INFRA_FERRETDB_PORT:-27017}"
 RABBITMQ_NODE="${INFRA_RABBITMQ_NODE:-rabbit@localhost}"
+# INFRA_RABBITMQ_NODES=3: a cluster of three nodes on this machine. Node 1 is the default one above (port, name,
+# state/rabbitmq); node i is <name>-i@<host> on port +i-1 with its state in state/rabbitmq-i, joined to node 1.
+RABBITMQ_NODES="${INFRA_RABBITMQ_NODES:-1}"
+RABBITMQ_DIST_PORT="${INFRA_RABBITMQ_DIST_PORT:-$((RABBITMQ_PORT + 20000))}" # Erlang distribution, node 1
 FERRETDB_VERSION="v1.24.2"
 FERRETDB_BIN="$STATE/bin/ferretdb-$FERRETDB_VERSION"
 RABBIT_BIN=/usr/lib/rabbitmq/bin
@@ -79,29 +85,64 @@ install_ferretdb() {
     rm -rf "$build"
 }
 
+node_name() { # node_name I: the Erlang node name of node I
+    if (($1 == 1)); then echo "$RABBITMQ_NODE"; else echo "${RABBITMQ_NODE%@*}-$1@${RABBITMQ_NODE#*@}"; fi
+}
+node_dir() { if (($1 == 1)); then echo "$STATE/rabbitmq"; else echo "$STATE/rabbitmq-$1"; fi; }
+node_port() { echo $((RABBITMQ_PORT + $1 - 1)); }
+
 start_rabbitmq() {
-    local dir="$STATE/rabbitmq"
-    if alive "$dir/rabbitmq.pid"; then log "RabbitMQ already running"; return; fi
-    port_open "$RABBITMQ_PORT" && die "port $RABBITMQ_PORT is taken by a process this script did not start"
+    [[ "$RABBITMQ_NODES" =~ ^[1-9]$ ]] || die "INFRA_RABBITMQ_NODES must be 1 to 9"
+    local i
+    for ((i = 1; i <= RABBITMQ_NODES; i++)); do start_rabbitmq_node "$i"; done
+    for ((i = 2; i <= RABBITMQ_NODES; i++)); do join_rabbitmq_node "$i"; done
+}
+
+start_rabbitmq_node() { # start_rabbitmq_node I
+    local node dir port
+    node="$(node_name "$1")" dir="$(node_dir "$1")" port="$(node_port "$1")"
+    if alive "$dir/rabbitmq.pid"; then log "RabbitMQ $node already running"; return; fi
+    port_open "$port" && die "port $port is taken by a process this script did not start"
     mkdir -p "$dir/mnesia" "$dir/log"
     echo "[]." >"$dir/enabled_plugins" # no management plugin locally: nothing needs it
     cat >"$dir/rabbitmq.conf" <<EOF
-listeners.tcp.1 = 127.0.0.1:$RABBITMQ_PORT
+listeners.tcp.1 = 127.0.0.1:$port
 loopback_users.guest = true
 # Same as the cluster (rabbit/configmap.yaml): long conversions and SMTP outages keep a message unacked.
 consumer_timeout = 7200000
 EOF
-    export RABBITMQ_NODENAME="$RABBITMQ_NODE" RABBITMQ_MNESIA_BASE="$dir/mnesia" \
-        RABBITMQ_LOG_BASE="$dir/log" RABBITMQ_PID_FILE="$dir/rabbitmq.pid" \
-        RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_CONFIG_FILE="$dir/rabbitmq" \
-        RABBITMQ_DIST_PORT="$((RABBITMQ_PORT + 20000))" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
-    log "starting RabbitMQ"
-    # Run the server scripts directly (not Debian's su wrapper) so the state folder's owner runs it.
-    "$RABBIT_BIN/rabbitmq-server" -detached >"$dir/log/startup.log" 2>&1
+    (
+        export RABBITMQ_NODENAME="$node" RABBITMQ_MNESIA_BASE="$dir/mnesia" \
+            RABBITMQ_LOG_BASE="$dir/log" RABBITMQ_PID_FILE="$dir/rabbitmq.pid" \
+            RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_CONFIG_FILE="$dir/rabbitmq" \
+            RABBITMQ_DIST_PORT="$((RABBITMQ_DIST_PORT + $1 - 1))" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+        log "starting RabbitMQ $node on port $port"
+        # Run the server scripts directly (not Debian's su wrapper) so the state folder's owner runs it.
+        "$RABBIT_BIN/rabbitmq-server" -detached >"$dir/log/startup.log" 2>&1
+    )
     wait_for 120 "RabbitMQ pid file" test -s "$dir/rabbitmq.pid"
-    "$RABBIT_BIN/rabbitmqctl" -n "$RABBITMQ_NODE" await_startup --timeout 120 >/dev/null ||
-        die "RabbitMQ did not start (see $dir/log)"
-    wait_for 30 "RabbitMQ port" port_open "$RABBITMQ_PORT"
+    "$RABBIT_BIN/rabbitmqctl" -n "$node" await_startup --timeout 120 >/dev/null ||
+        die "RabbitMQ $node did not start (see $dir/log)"
+    wait_for 30 "RabbitMQ port" port_open "$port"
+}
+
+join_rabbitmq_node() { # join_rabbitmq_node I: makes node I a member of node 1's cluster, once
+    local node first
+    node="$(node_name "$1")" first="$(node_name 1)"
+    if "$RABBIT_BIN/rabbitmqctl" -n "$node" -q cluster_status --formatter json 2>/dev/null |
+        python3 -c 'import json, sys; sys.exit(sys.argv[1] not in json.load(sys.stdin)["disk_nodes"])' "$first"; then
+        return # a member already (a restarted node rejoins by itself)
+    fi
+    log "joining $node to $first"
+    "$RABBIT_BIN/rabbitmqctl" -n "$node" -q stop_app
+    "$RABBIT_BIN/rabbitmqctl" -n "$node" -q join_cluster "$first" || die "$node could not join $first"
+    "$RABBIT_BIN/rabbitmqctl" -n "$node" -q start_app
+}
+
+rabbitmq_urls() { # rabbitmq_urls USER:PASSWORD: every node's URL, comma-separated (RABBITMQ_URL's format)
+    local i urls=()
+    for ((i = 1; i <= RABBITMQ_NODES; i++)); do urls+=("amqp://$1@127.0.0.1:$(node_port "$i")/%2F"); done
+    (IFS=,; echo "${urls[*]}")
 }
 
 rabbitmq_users() {
@@ -113,9 +154,10 @@ rabbitmq_users() {
     for service in gateway converter notification; do
         password=""
         [[ -s "$dir/$service.url" ]] && password="$(sed -n 's#^amqp://[^:]*:\([^@]*\)@.*#\1#p' "$dir/$service.url")"
-        [[ -n "$password" ]] || password="$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
+        # No '-' (rabbitmqctl would read a password starting with one as an option) and nothing a URL must escape.
+        [[ -n "$password" ]] || password="$(head -c 18 /dev/urandom | base64 | tr '+/' '_.')"
         passwords[$service]="$password"
-        (umask 077 && echo "amqp://mp3-$service:$password@127.0.0.1:$RABBITMQ_PORT/%2F" >"$dir/$service.url")
+        (umask 077 && rabbitmq_urls "mp3-$service:$password" >"$dir/$service.url")
     done
     # The tests' queues are named video_<8 hex> and mp3_<8 hex> (tests/support.py: queue_names).
     RABBITMQCTL="$RABBIT_BIN/rabbitmqctl -n $RABBITMQ_NODE" QUEUE_SUFFIX='(_[0-9a-f]{8})?' \
@@ -175,7 +217,7 @@ stop_pidfile() { # stop_pidfile NAME PIDFILE
 
 status() {
     local name pidfile port
-    for spec in "RabbitMQ rabbitmq/rabbitmq.pid $RABBITMQ_PORT amqp://guest:guest@127.0.0.1:$RABBITMQ_PORT/%2F" \
+    for spec in "RabbitMQ rabbitmq/rabbitmq.pid $RABBITMQ_PORT $(rabbitmq_urls guest:guest)" \
         "MariaDB mariadb/mariadb.pid $MARIADB_PORT mysql://127.0.0.1:$MARIADB_PORT/auth" \
         "FerretDB ferretdb/ferretdb.pid $FERRETDB_PORT mongodb://127.0.0.1:$FERRETDB_PORT/mp3converter"; do
         read -r name pidfile port url <<<"$spec"
@@ -189,6 +231,10 @@ status() {
 
 case "${1:-up}" in
 packages) install_packages ;;
+rabbitmq)
+    start_rabbitmq
+    rabbitmq_users
+    ;;
 up)
     install_packages
     install_ferretdb
@@ -201,6 +247,7 @@ up)
 down)
     stop_pidfile FerretDB "$STATE/ferretdb/ferretdb.pid"
     stop_pidfile MariaDB "$STATE/mariadb/mariadb.pid"
+    for dir in "$STATE"/rabbitmq-[2-9]; do [[ -d "$dir" ]] && stop_pidfile "RabbitMQ ($dir)" "$dir/rabbitmq.pid"; done
     stop_pidfile RabbitMQ "$STATE/rabbitmq/rabbitmq.pid"
     ;;
 status) status ;;
