@@ -1,0 +1,92 @@
+"""A real control plane for this test session (scripts/cluster.sh): etcd, kube-apiserver, controllers,
+scheduler and kwok's fake nodes, on their own ports and state folder, with the system's objects applied."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from typing import Iterator
+
+import pytest
+import yaml
+
+from tests.cluster.support import BIN, NAMESPACE, ROOT, Kubectl, overlay_dirs, render
+from tests.support import free_port
+
+SCRIPT = ROOT / "scripts" / "cluster.sh"
+STATE = ROOT / ".state" / "cluster-test"
+REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kwok-stages.yaml", "keda-crds.yaml")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The objects are applied once per session; the module that changes them (a rolling update) runs last.
+    items.sort(key=lambda item: item.path.name == "test_rolling_update.py")
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Kubectl]:
+    """The control plane, started once for the session and stopped after it (logs stay in .state/cluster-test)."""
+    missing = [name for name in REQUIRED if not (BIN / name).exists()]
+    if missing:
+        pytest.fail(f"not built: {', '.join(missing)} in {BIN}; run `make cluster-tools` (scripts/cluster.sh build)", pytrace=False)
+    shutil.rmtree(STATE, ignore_errors=True)
+    env = {
+        **os.environ,
+        "CLUSTER_STATE": str(STATE),
+        "CLUSTER_BIN": str(BIN),
+        "CLUSTER_API_PORT": str(free_port()),
+        "CLUSTER_ETCD_PORT": str(free_port()),
+        "CLUSTER_ETCD_PEER_PORT": str(free_port()),
+    }
+    started = subprocess.run([str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=300, check=False)
+    try:
+        if started.returncode != 0:
+            pytest.fail(f"scripts/cluster.sh up failed:\n{started.stderr}", pytrace=False)
+        yield Kubectl(STATE / "kubeconfig", STATE / "kube-cache")
+    finally:
+        subprocess.run([str(SCRIPT), "down"], env=env, capture_output=True, text=True, timeout=120, check=False)
+        shutil.rmtree(STATE / "etcd", ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dry_runs(cluster: Kubectl) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every overlay applied with --dry-run=server to the empty control plane (KEDA's CRDs and the overlays'
+    namespaces only), as a first deployment would be: before anything else is applied, so that no overlay
+    is judged as an update of another one (a StatefulSet's serviceName, for one, cannot change)."""
+    crds = cluster.run("apply", "--server-side", "-f", str(BIN / "keda-crds.yaml"))
+    assert crds.returncode == 0, crds.stderr
+    established = cluster.run("wait", "--for", "condition=Established", "--timeout", "60s", "-f", str(BIN / "keda-crds.yaml"))
+    assert established.returncode == 0, established.stderr
+    namespaces = [d for overlay in overlay_dirs() for d in render(overlay) if d["kind"] == "Namespace"]
+    created = cluster.run("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(namespaces))
+    assert created.returncode == 0, created.stderr
+    return {
+        overlay: cluster.run("apply", "--server-side", "--dry-run=server", "-k", str(path))
+        for overlay, path in overlay_dirs().items()
+    }
+
+
+@pytest.fixture(scope="session")
+def applied(cluster: Kubectl, dry_runs: object) -> dict[str, subprocess.CompletedProcess[str]]:
+    """The minikube overlay, then the KEDA overlay (a superset), each applied server-side.
+
+    The results are kept for the tests to judge (an apply's warnings matter as much as its exit code)."""
+    return {
+        overlay: cluster.run("apply", "--server-side", "-k", str(overlay_dirs()[overlay]))
+        for overlay in ("minikube", "minikube-keda")
+    }
+
+
+@pytest.fixture(scope="session")
+def rolled_out(cluster: Kubectl, applied: dict[str, subprocess.CompletedProcess[str]]) -> Kubectl:
+    """The applied objects, once every Deployment and StatefulSet has rolled out."""
+    for overlay, result in applied.items():
+        if result.returncode != 0:
+            pytest.fail(f"apply of {overlay} failed:\n{result.stderr}", pytrace=False)
+    for kind in ("deployment", "statefulset"):
+        status = cluster.run("-n", NAMESPACE, "rollout", "status", kind, "--timeout", "120s", timeout=150)
+        if status.returncode != 0:
+            pytest.fail(f"{kind}s did not roll out:\n{status.stdout}{status.stderr}\n{cluster.describe_problems()}", pytrace=False)
+    return cluster
+
