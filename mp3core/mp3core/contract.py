@@ -175,8 +175,8 @@ def parse_options(raw: object) -> Options:
 
 
 # --- containers -------------------------------------------------------------------------------------------
-# What the gateway recognises from an upload's first bytes (its MIME type, carried in the `video` message as
-# `container`) and the one ffmpeg demuxer the converter reads it with: ffmpeg never probes the format itself,
+# What the gateway recognises from an upload's first bytes, video or audio (its MIME type, carried in the
+# `video` message as `container`) and the one ffmpeg demuxer the converter reads it with: ffmpeg never probes the format itself,
 # so a file that merely starts like an MP4 cannot be read as a playlist, a manifest or a network description.
 CONTAINERS: dict[str, str] = {
     "video/mp4": "mov",
@@ -187,6 +187,12 @@ CONTAINERS: dict[str, str] = {
     "video/x-ms-asf": "asf",
     "video/ogg": "ogg",
     "video/mp2t": "mpegts",
+    # Audio files, converted like a video's sound track (an MP3 with nothing to re-encode is copied).
+    "audio/mpeg": "mp3",
+    "audio/wav": "wav",
+    "audio/flac": "flac",
+    "audio/mp4": "mov",  # M4A: AAC (or ALAC) in ISO-BMFF, read as MP4
+    "audio/ogg": "ogg",  # Vorbis, Opus (or FLAC) in Ogg
 }
 
 

@@ -86,7 +86,8 @@ def test_a_message_from_before_containers_were_named_is_still_read():
 
 
 def test_every_container_has_its_demuxer():
-    assert set(contract.CONTAINERS.values()) == {"mov", "matroska", "avi", "flv", "mpeg", "asf", "ogg", "mpegts"}
+    assert set(contract.CONTAINERS.values()) == {"mov", "matroska", "avi", "flv", "mpeg", "asf", "ogg", "mpegts",
+                                                 "mp3", "wav", "flac"}
 
 
 def test_a_message_with_bad_options_still_names_its_job():
