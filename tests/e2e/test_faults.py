@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from mp3core.contract import dead_letter_queue
 from tests.e2e.conftest import bearer, make_clip
 from tests.support import ROOT, STATE, body_text, wait_until
 
@@ -165,7 +166,7 @@ def test_poison_video_fails_with_reason_dead_letter_and_failure_mail(stack, clip
     assert stack.db["jobs"].find_one({"_id": job_id})["attempts"] <= int(os.environ.get("MAX_ATTEMPTS", "3"))
     # The module's tests share the queues: keep every message drained, look for this job's.
     dead: list[dict] = []
-    wait_until(lambda: dead.extend(stack.queue_messages(stack.env["VIDEO_QUEUE"] + ".dlq")) or job_id in [m["job_id"] for m in dead],
+    wait_until(lambda: dead.extend(stack.queue_messages(dead_letter_queue(stack.env["VIDEO_QUEUE"]))) or job_id in [m["job_id"] for m in dead],
                30, "the dead-lettered message")
     assert [m["job_id"] for m in dead].count(job_id) == 1
     mail = stack.smtp.wait_for(lambda m: email in m["To"])
