@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from tests.support import (
+    RABBITMQ_SERVICES,
     RABBITMQ_URL,
     ROOT,
     SmtpServer,
@@ -153,12 +154,17 @@ def _quiet(line: str) -> None:
 
 
 @contextmanager
-def running_stack(mysql_account: dict[str, str], work_dir: Path, **overrides: str) -> Iterator[Stack]:
-    """A new system on its own database, FerretDB database, queues and SMTP server; stopped afterwards."""
+def running_stack(mysql_account: dict[str, str], work_dir: Path, *, rabbit: dict[str, str] | None = None,
+                  **overrides: str) -> Iterator[Stack]:
+    """A new system on its own database, FerretDB database, queues and SMTP server; stopped afterwards.
+
+    `rabbit` points it at another broker: RABBITMQ_URL for the tests' own connections ("admin") and for each
+    service (its user's URLs), e.g. a cluster of several nodes; by default the shared local broker."""
+    rabbit = rabbit or {"admin": RABBITMQ_URL, **{name: service_rabbitmq_url(name) for name in RABBITMQ_SERVICES}}
     with ExitStack() as resources:
         mysql_db = resources.enter_context(mysql_database(mysql_account))
         mongo_uri = resources.enter_context(mongo_database())
-        queues = resources.enter_context(queue_names())
+        queues = resources.enter_context(queue_names(rabbit["admin"].split(",")[0]))
         smtp_server = resources.enter_context(smtp_running())
         admin = ("admin@example.com", secrets.token_urlsafe(16))
         auth_port, gateway_port, converter_port, notification_port = (free_port() for _ in range(4))
@@ -171,7 +177,7 @@ def running_stack(mysql_account: dict[str, str], work_dir: Path, **overrides: st
             "MONGO_URI": mongo_uri,
             # The tests' own connections (publishing a duplicate, draining a dead-letter queue) use this admin
             # URL; each service gets its own user's URL below, as in the cluster.
-            "RABBITMQ_URL": RABBITMQ_URL,
+            "RABBITMQ_URL": rabbit["admin"],
             **queues,
             "MYSQL_HOST": str(mysql_db["host"]),
             "MYSQL_PORT": str(mysql_db["port"]),
@@ -190,11 +196,11 @@ def running_stack(mysql_account: dict[str, str], work_dir: Path, **overrides: st
         }
         per_service = {
             "auth": ({"PORT": str(auth_port)}, f"http://127.0.0.1:{auth_port}/healthz"),
-            "gateway": ({"PORT": str(gateway_port), "RABBITMQ_URL": service_rabbitmq_url("gateway")},
+            "gateway": ({"PORT": str(gateway_port), "RABBITMQ_URL": rabbit["gateway"]},
                         f"http://127.0.0.1:{gateway_port}/healthz"),
-            "converter": ({"METRICS_PORT": str(converter_port), "RABBITMQ_URL": service_rabbitmq_url("converter")},
+            "converter": ({"METRICS_PORT": str(converter_port), "RABBITMQ_URL": rabbit["converter"]},
                           f"http://127.0.0.1:{converter_port}/healthz"),
-            "notification": ({"METRICS_PORT": str(notification_port), "RABBITMQ_URL": service_rabbitmq_url("notification")},
+            "notification": ({"METRICS_PORT": str(notification_port), "RABBITMQ_URL": rabbit["notification"]},
                              f"http://127.0.0.1:{notification_port}/healthz"),
         }
         stack = Stack(f"http://127.0.0.1:{gateway_port}", admin, smtp_server, env)
