@@ -228,7 +228,7 @@ OPENAPI: dict = {
                     (408, "The body stopped arriving for BODY_READ_TIMEOUT_S seconds."),
                     (413, "The body is larger than MAX_UPLOAD_MB, or would take the user's videos and MP3s past "
                           "MAX_STORED_MB_PER_USER."),
-                    (415, "The file does not start like a known video container."),
+                    (415, "The file does not start like a known video container or audio file."),
                     (429, "The user is already streaming MAX_CONCURRENT_UPLOADS_PER_USER uploads, or has "
                           "MAX_JOBS_IN_FLIGHT_PER_USER jobs queued or converting."),
                     UNAVAILABLE,
@@ -410,7 +410,8 @@ OPENAPI: dict = {
                         "type": "string",
                         "format": "binary",
                         "contentMediaType": "application/octet-stream",
-                        "description": "The video (mp4/mov, mkv/webm, avi, flv, mpeg-ps/ts, wmv, ogg).",
+                        "description": "The video (mp4/mov, mkv/webm, avi, flv, mpeg-ps/ts, wmv, ogg) or audio file "
+                                       "(mp3, wav, flac, m4a/aac, ogg vorbis/opus), recognised from its bytes.",
                     },
                     **_form_option,
                 },
@@ -460,8 +461,9 @@ OPENAPI: dict = {
                     "error": {"type": ["string", "null"], "description": "Why the job failed."},
                     "filename": {"type": ["string", "null"]},
                     "duration_s": {"type": ["number", "null"],
-                                   "description": "The video's duration, as ffmpeg reports it when the conversion "
-                                                  "starts (null before, or when the container does not say)."},
+                                   "description": "The MP3's duration in seconds (after start/end): expected from "
+                                                  "the source's when the conversion starts (null before, or when "
+                                                  "the container does not say), exact once done."},
                     "options": _ref("Options"),
                     "created_at": {"type": "string", "format": "date-time"},
                     "updated_at": {"type": "string", "format": "date-time"},
