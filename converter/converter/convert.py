@@ -121,6 +121,9 @@ def copies_audio(options: Options, container: str | None) -> bool:
     return container == "audio/mpeg" and not options.trimmed and not any(encoding)
 
 
+_STREAM_TAGS = ("audio/ogg", "video/ogg", None)
+
+
 def ffmpeg_args(src: Path, dst: Path, options: Options = Options(), *, container: str | None = None,
                 limits: Limits = Limits()) -> list[str]:
     """The ffmpeg command line: first audio stream only, no video, machine-readable progress on stdout.
@@ -133,6 +136,10 @@ def ffmpeg_args(src: Path, dst: Path, options: Options = Options(), *, container
     args = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "level+info", "-nostats", "-progress", "pipe:1",
             "-y", *input_args(container), *trim_args(options), "-i", str(src), "-vn", "-map", "0:a:0",
             "-t", f"{limits.max_duration_s + 2 * _DURATION_MARGIN_S:g}", "-fs", str(limits.max_output_bytes)]
+    if container in _STREAM_TAGS:
+        # Ogg keeps a file's tags on its streams (Vorbis comments): the audio stream's go into the tag too (the
+        # file's own, if any, first).
+        args += ["-map_metadata", "0", "-map_metadata", "0:s:a:0"]
     if copies_audio(options, container):
         return args + ["-c:a", "copy", "-id3v2_version", "3", str(dst)]
     args += ["-c:a", "libmp3lame"]

@@ -11,7 +11,7 @@ import pytest
 
 from prometheus_client import CollectorRegistry
 
-from converter import convert, handler
+from converter import convert, handler, id3
 from converter.metrics import Metrics
 from mp3core.contract import Options
 from mp3core.errors import PermanentError
@@ -278,3 +278,105 @@ def test_audio_files_get_no_cover_run(fake_ffmpeg, tmp_path):
     fake_ffmpeg(f"touch {tmp_path / 'ran'}")
     assert convert.cover_frame(tmp_path / "audio", tmp_path, 1.0, container="audio/flac") is None
     assert not (tmp_path / "ran").exists()
+
+
+# --- audio files ------------------------------------------------------------------------------------------
+
+AUDIO_FILES = {
+    # name: (ffmpeg encoder arguments, file name, the container the gateway recognises it as)
+    "wav": (["-c:a", "pcm_s16le"], "tone.wav", "audio/wav"),
+    "flac": (["-c:a", "flac"], "tone.flac", "audio/flac"),
+    "m4a": (["-c:a", "aac"], "tone.m4a", "audio/mp4"),
+    "ogg-vorbis": (["-c:a", "libvorbis"], "tone.ogg", "audio/ogg"),
+    "ogg-opus": (["-c:a", "libopus"], "tone.opus", "audio/ogg"),
+    "mp3": (["-c:a", "libmp3lame", "-b:a", "128k"], "tone.mp3", "audio/mpeg"),
+}
+
+
+def audio_file(media: Path, name: str, **metadata: str) -> Path:
+    encoder, filename, _ = AUDIO_FILES[name]
+    path = media / f"{'-'.join(metadata) or 'plain'}-{filename}"
+    if not path.exists():
+        tags = [arg for key, value in metadata.items() for arg in ("-metadata", f"{key}={value}")]
+        ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=4:sample_rate=48000", *encoder, *tags, str(path))
+    return path
+
+
+@pytest.mark.parametrize("name", list(AUDIO_FILES))
+def test_each_audio_format_is_converted_with_its_tags(media, convert_upload, name):
+    source = audio_file(media, name, title="Tone", artist="Someone")
+    job, mp3 = convert_upload(source, filename=source.name, container=AUDIO_FILES[name][2], bitrate=96)
+    info = probe(mp3)
+    assert [(s["codec_name"], s["bit_rate"]) for s in info["streams"]] == [("mp3", "96000")]
+    assert {key: info["format"]["tags"].get(key) for key in ("title", "artist")} == {"title": "Tone",
+                                                                                     "artist": "Someone"}
+    assert decoded_seconds(mp3) == pytest.approx(4.0, abs=0.1) and job["duration_s"] == pytest.approx(4.0, abs=0.1)
+
+
+@pytest.mark.parametrize("name", ["wav", "flac"])
+def test_an_audio_file_without_tags_is_titled_after_itself_and_gets_no_cover(media, convert_upload, name):
+    _, mp3 = convert_upload(audio_file(media, name), filename="my recording.wav.flac",
+                            container=AUDIO_FILES[name][2], cover=True)
+    info = probe(mp3)
+    assert info["format"]["tags"]["title"] == "my recording.wav"
+    assert [s["codec_type"] for s in info["streams"]] == ["audio"]
+
+
+def audio_md5(path: Path) -> str:
+    """The MD5 of the audio packets as demuxed (-c copy): the same for two files whose MPEG frames are the same,
+    whatever their tags."""
+    return subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-c", "copy",
+                           "-f", "md5", "-"], capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+
+
+_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+_RATES = (44100, 48000, 32000)
+
+
+def frames_after_info(data: bytes) -> bytes:
+    """An MPEG-1 layer III file's bytes after its ID3v2 tag and its first frame."""
+    at = 0
+    if data[:3] == b"ID3":
+        at = 10 + ((data[6] << 21) | (data[7] << 14) | (data[8] << 7) | data[9])
+    header = data[at:at + 4]
+    assert header[0] == 0xFF and header[1] & 0xFE == 0xFA, header  # MPEG-1 layer III
+    length = 144 * _KBPS[header[2] >> 4] * 1000 // _RATES[(header[2] >> 2) & 3] + ((header[2] >> 1) & 1)
+    return data[at + length:]
+
+
+def test_an_mp3_upload_is_copied_frame_for_frame_and_tagged(media, convert_upload):
+    source = audio_file(media, "mp3", artist="Someone")
+    job, mp3 = convert_upload(source, filename="the upload.mp3", container="audio/mpeg")
+    assert audio_md5(mp3) == audio_md5(source)
+    # Byte for byte: after the tag and the first frame (the encoder's Info frame, which each writer makes for
+    # its own file), both files are the same MPEG frames.
+    assert frames_after_info(mp3.read_bytes()) == frames_after_info(source.read_bytes())
+    info = probe(mp3)
+    assert [(s["codec_name"], s["bit_rate"]) for s in info["streams"]] == [("mp3", "128000")]  # not 192k
+    assert {key: info["format"]["tags"].get(key) for key in ("title", "artist")} == {"title": "the upload",
+                                                                                     "artist": "Someone"}
+    assert job["duration_s"] == pytest.approx(4.0, abs=0.1)
+
+
+@pytest.mark.parametrize("options", [{"bitrate": 128}, {"quality": 2}, {"channels": 1}, {"sample_rate": 44100},
+                                     {"normalize": True}, {"start": 1}, {"end": 3}])
+def test_an_mp3_upload_with_an_option_that_needs_it_is_re_encoded(media, convert_upload, options):
+    source = audio_file(media, "mp3")
+    assert "copy" not in convert.ffmpeg_args(source, Path("out.mp3"), Options(**options), container="audio/mpeg")
+    if options == {"bitrate": 128}:  # the same bit rate, but encoded again: other frames
+        _, mp3 = convert_upload(source, container="audio/mpeg", **options)
+        assert audio_md5(mp3) != audio_md5(source)
+
+
+@pytest.mark.parametrize(("options", "container", "copies"), [
+    (Options(), "audio/mpeg", True),
+    (Options(cover=True), "audio/mpeg", True),  # no picture to take from an MP3: still a copy
+    (Options(start=0), "audio/mpeg", True),
+    (Options(), "video/mp4", False),
+    (Options(), None, False),
+    (Options(), "audio/wav", False),
+])
+def test_what_is_copied(options, container, copies):
+    assert convert.copies_audio(options, container) is copies
+    args = convert.ffmpeg_args(Path("in"), Path("out.mp3"), options, container=container)
+    assert (args[args.index("-c:a") + 1] == "copy") is copies

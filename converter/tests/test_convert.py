@@ -16,7 +16,7 @@ import pytest
 
 from converter import convert
 from converter.convert import ConversionTimeout, InputInfo
-from mp3core.contract import Options, parse_options
+from mp3core.contract import CONTAINERS, Options, parse_options
 from mp3core.errors import PermanentError
 
 needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
@@ -26,11 +26,22 @@ needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("
 def test_default_command_is_cbr_192k_first_audio_stream(tmp_path):
     src, dst = tmp_path / "in", tmp_path / "out.mp3"
     # No container named (a message from before the field): any container demuxer the gateway accepts, no other.
+    whitelist = ",".join(sorted(set(CONTAINERS.values())))
     assert convert.ffmpeg_args(src, dst) == [
         "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "level+info", "-nostats", "-progress", "pipe:1",
-        "-y", "-format_whitelist", "asf,avi,flv,matroska,mov,mpeg,mpegts,ogg", "-protocol_whitelist", "file",
+        "-y", "-format_whitelist", whitelist, "-protocol_whitelist", "file",
         "-i", str(src), "-vn", "-map", "0:a:0", "-t", "14402", "-fs", str(14400 * 40_000 + 1024 * 1024),
+        "-map_metadata", "0", "-map_metadata", "0:s:a:0",  # it may be an Ogg file, whose tags are on its streams
         "-c:a", "libmp3lame", "-b:a", "192k", "-id3v2_version", "3", str(dst)]
+    # Container demuxers only: none that opens other files or streams named in the input (issue: hostile media).
+    assert set(whitelist.split(",")) <= {"asf", "avi", "flac", "flv", "matroska", "mov", "mp3", "mpeg", "mpegts",
+                                         "ogg", "wav"}
+
+
+def test_the_default_job_for_a_video_is_one_plain_conversion(tmp_path):
+    args = convert.ffmpeg_args(tmp_path / "in", tmp_path / "out.mp3", container="video/mp4")
+    assert args[args.index("-fs") + 2:] == ["-c:a", "libmp3lame", "-b:a", "192k", "-id3v2_version", "3",
+                                            str(tmp_path / "out.mp3")]
 
 
 @pytest.mark.parametrize(("container", "demuxer"), [("video/mp4", "mov"), ("video/x-matroska", "matroska"),
