@@ -4,6 +4,7 @@ A pod's SIGTERM reaches the converter's own process only (ffmpeg runs in a sessi
 no new message and gives the conversion its grace period (SHUTDOWN_GRACE_SECONDS). A conversion that finishes in
 time is done; one that does not is cut short with the converter, which is a transient outcome: the job stays
 `converting`, its message goes back to the queue, nobody is told of a failure, and the next converter finishes it.
+An ffmpeg stopped by SIGINT or SIGTERM (not the converter) is the same kind of outcome: the job is tried again.
 
 Each test has a system of its own and touches no shared server, so none is marked `faults`."""
 
@@ -103,3 +104,21 @@ def test_sigterm_with_time_enough_lets_the_conversion_finish(stack, long_clip):
     assert waiting_messages(stack.env["VIDEO_QUEUE"]) == 0
     mail = stack.smtp.wait_for(lambda m: email in m["To"], timeout=60)
     assert job["mp3_fid"] in body_text(mail)
+
+
+def test_ffmpeg_stopped_by_a_signal_is_tried_again_not_failed(stack, long_clip):
+    """ffmpeg catches SIGINT and SIGTERM and exits 255, 'Exiting normally, received signal N': whoever sent it (a
+    process-group signal, an operator), that is no fault of the file."""
+    email, _, token = stack.create_user(stack.login(*stack.admin))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        job_id = stack.upload(token, long_clip).json()["job_id"]
+        for pid in converting(stack, token, job_id):
+            os.kill(pid, sig)
+        job = stack.wait_job(token, job_id, timeout=240)
+        assert job["status"] == "done", job
+        assert len(stack.files("mp3s", job_id)) == 1
+        assert stack.db["jobs"].find_one({"_id": job_id})["attempts"] == 2
+    assert waiting_messages(f"{stack.env['VIDEO_QUEUE']}.dlq") == 0
+    stack.smtp.wait_for(lambda m: len(mails_to(stack, email)) == 2, timeout=60)
+    time.sleep(2)
+    assert len(mails_to(stack, email)) == 2  # one `done` notice per job, no failure notice
