@@ -26,7 +26,8 @@ const fs = require("fs");
 const vm = require("vm");
 const scenario = JSON.parse(process.argv[3]);
 const events = [];
-const secrets = {MONGO_INITDB_ROOT_USERNAME: scenario.user + "\n", MONGO_INITDB_ROOT_PASSWORD: scenario.password + "\n"};
+const secrets = {MONGO_INITDB_ROOT_USERNAME: scenario.user + "\n",
+                 MONGO_INITDB_ROOT_PASSWORD: scenario.password + "\n"};
 const realRead = fs.readFileSync;
 fs.readFileSync = (path, ...rest) => {
   const name = String(path).replace("/etc/mongodb-secret/", "");
