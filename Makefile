@@ -11,7 +11,7 @@ OVERLAY := k8s/overlays/minikube
 SVC ?= gateway
 PYTEST_ARGS ?=
 
-.PHONY: help venv infra infra-stop infra-status run test test-unit test-integration test-e2e test-browser test-k8s \
+.PHONY: help venv infra infra-stop infra-status run test test-unit test-pods test-integration test-e2e test-browser test-k8s \
         k8s-tools bench test-cluster cluster-tools cluster-up cluster-down cluster-k9s minikube-up images tls-cert deploy undeploy status logs port-forward clean
 
 help: ## this list
@@ -51,14 +51,20 @@ define pytest
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests for: $(2)" >&2; exit 1; fi; exit $$rc
 endef
 
-test: venv infra k8s-tools cluster-tools ## unit, integration, end-to-end, manifest and control-plane tests against real local servers
+# The non-fault phase includes the `pods` tests (tests/podrun, one module, so one worker): each service's pod
+# run as the rendered overlay says (scripts/podrun.py, docs/podrun.md). They need root; their pods have network
+# namespaces of their own and their broker and MongoDB are private, so they run beside the rest.
+test: venv infra k8s-tools cluster-tools ## unit, integration, end-to-end, pod, manifest and control-plane tests against real local servers
 	@$(call pytest,$(PY),-m "not k8s and not faults" --ignore=tests/k8s --ignore=tests/cluster $(XDIST))
 	@$(call pytest,$(PY),-m faults --ignore=tests/k8s --ignore=tests/cluster)
 	@$(call pytest,$(K8S_VENV)/bin/python,-m k8s tests/k8s -p no:cacheprovider)
 	@$(call pytest,$(K8S_VENV)/bin/python,-m cluster tests/cluster -p no:cacheprovider)
 
 test-unit: venv ## unit tests only (no servers); CPU-bound, so one worker per core
-	@$(call pytest,$(PY),-m "not k8s and not integration and not e2e" --ignore=tests/k8s --ignore=tests/cluster -n 2)
+	@$(call pytest,$(PY),-m "not k8s and not integration and not e2e and not pods" --ignore=tests/k8s --ignore=tests/cluster -n 2)
+
+test-pods: venv infra k8s-tools ## each service's pod run as the rendered overlay says (root; docs/podrun.md)
+	@$(call pytest,$(PY),-m pods tests/podrun)
 
 test-integration: venv infra ## integration tests against the real servers
 	@$(call pytest,$(PY),-m "integration and not faults" $(XDIST))
