@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from tests.k8s.support import (
-    CHECKOV, DEFAULT_OVERLAY, HA_OVERLAY, ROOT, TOOLS_HINT, Doc, container_env, containers, data_values, find,
+    CHECKOV, DEFAULT_OVERLAY, HA_OVERLAY, KEDA_OVERLAY, ROOT, TOOLS_HINT, Doc, container_env, containers, data_values, find,
     load_config, run_checkov, workloads,
 )
 from tests.k8s.test_checkov import ALLOWED_SKIPS
@@ -301,3 +301,30 @@ def test_checkov_passes_the_ha_overlay_with_only_the_known_skips(render, tmp_pat
     manifests = {k: v for k, v in ALLOWED_SKIPS.items() if not k.startswith("CKV_DOCKER")}
     expected = {k: manifests.get(k, set()) | HA_SKIPS.get(k, set()) for k in {*manifests, *HA_SKIPS}}
     assert seen == expected
+
+
+def test_the_rest_of_the_ha_overlay_is_the_keda_overlay_unchanged(ha: list[Doc], docs_of) -> None:
+    key = lambda d: (d["kind"], d["metadata"]["name"])  # noqa: E731
+    keda = {key(d): d for d in docs_of(KEDA_OVERLAY)}
+    mine = {key(d): d for d in ha}
+    changed = {k for k in keda.keys() & mine.keys() if keda[k] != mine[k]}
+    assert changed == {
+        ("StatefulSet", "rabbitmq"), ("StatefulSet", "mongodb"), ("Service", "mongodb"),
+        ("Secret", "gateway-mongodb"), ("Secret", "converter-mongodb"), ("Secret", "notification-mongodb"),
+        ("Deployment", "gateway"), ("Deployment", "auth"), ("Deployment", "converter"), ("Deployment", "notification"),
+        ("ScaledObject", "converter"),
+    }
+    assert keda.keys() - mine.keys() == set()
+    assert mine.keys() - keda.keys() == {
+        ("ConfigMap", "rabbitmq-cluster"), ("Secret", "rabbitmq-erlang-cookie"), ("Service", "rabbitmq-nodes"),
+        ("PodDisruptionBudget", "rabbitmq"), ("NetworkPolicy", "rabbitmq-cluster"),
+        ("Secret", "mongodb-keyfile"), ("ConfigMap", "mongodb-bootstrap"), ("Job", "mongodb-bootstrap"),
+        ("PodDisruptionBudget", "mongodb"), ("NetworkPolicy", "mongodb-replicaset"),
+        ("NetworkPolicy", "mongodb-bootstrap"),
+    }
+    # The Deployments change only in replicas and affinity.
+    for name in ("gateway", "auth", "converter", "notification"):
+        before, after = keda["Deployment", name], mine["Deployment", name]
+        strip = lambda d: {**d, "spec": {**d["spec"], "replicas": None, "template": {  # noqa: E731
+            **d["spec"]["template"], "spec": {k: v for k, v in pod_spec(d).items() if k != "affinity"}}}}
+        assert strip(before) == strip(after), name
