@@ -380,3 +380,49 @@ def test_what_is_copied(options, container, copies):
     assert convert.copies_audio(options, container) is copies
     args = convert.ffmpeg_args(Path("in"), Path("out.mp3"), options, container=container)
     assert (args[args.index("-c:a") + 1] == "copy") is copies
+
+
+# --- audio uploads are no way around the demuxer restriction (hostile media) ------------------------------
+
+@pytest.fixture(scope="module")
+def secret(media) -> Path:
+    """A local media file an attacker would like to read into their MP3."""
+    path = media / "secret.m4a"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=1000:duration=3", "-c:a", "aac", str(path))
+    return path
+
+
+def crafted(kind: str, secret: Path) -> tuple[bytes, str]:
+    """(content that passes the gateway's check for an audio file but names a local file, that container)."""
+    playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXTINF:3,\nfile:{secret}\n#EXT-X-ENDLIST\n".encode()
+    concat = f"ffconcat version 1.0\nfile '{secret}'\n".encode()
+    dash = (f'<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT3S">'
+            f'<Period><AdaptationSet mimeType="audio/mp4"><Representation id="a" bandwidth="64000">'
+            f'<BaseURL>file:{secret}</BaseURL><SegmentBase/></Representation></AdaptationSet></Period></MPD>').encode()
+    return {
+        "id3-hls": (b"ID3\x03\x00\x00\x00\x00\x00\x00" + playlist, "audio/mpeg"),
+        "wav-concat": (b"RIFF\x00\x00\x00\x00WAVE\n" + concat, "audio/wav"),
+        "flac-concat": (b"fLaC\n" + concat, "audio/flac"),
+        "m4a-dash": (b"<!--ftypM4A -->\n" + dash, "audio/mp4"),
+        "ogg-hls": (b"OggS\x00\x02" + bytes(20) + b"\x01\x1e\x01vorbis\n" + playlist, "audio/ogg"),
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", ["id3-hls", "wav-concat", "flac-concat", "m4a-dash", "ogg-hls"])
+@pytest.mark.parametrize("as_sent", [True, False], ids=["container", "no-container"])
+def test_a_crafted_audio_upload_fails_and_reads_no_local_file(secret, tmp_path, kind, as_sent):
+    # Each passes the gateway's first-bytes check as that container (gateway/tests/test_sniff.py shows it).
+    content, container = crafted(kind, secret)
+    src, dst = tmp_path / "video", tmp_path / "audio.mp3"
+    src.write_bytes(content)
+    with pytest.raises(PermanentError) as caught:
+        convert.to_mp3(src, dst, container=container if as_sent else None)
+    assert not dst.exists() or decoded_or_nothing(dst) < 0.5, "the local file's audio reached the MP3"
+    assert str(tmp_path) not in str(caught.value)
+
+
+def decoded_or_nothing(path: Path) -> float:
+    try:
+        return decoded_seconds(path)
+    except (subprocess.CalledProcessError, ValueError):
+        return 0.0

@@ -65,3 +65,16 @@ def test_known_containers(head, expected):
 )
 def test_anything_else_is_rejected(head):
     assert sniff(head) is None
+
+
+@pytest.mark.parametrize(("head", "expected"), [
+    (b"ID3\x03\x00\x00\x00\x00\x00\x00#EXTM3U\n", "audio/mpeg"),
+    (b"RIFF\x00\x00\x00\x00WAVE\nffconcat version 1.0\n", "audio/wav"),
+    (b"fLaC\nffconcat version 1.0\n", "audio/flac"),
+    (b"<!--ftypM4A -->\n<MPD ", "audio/mp4"),
+    (OGG_PAGE + b"\x01vorbis\n#EXTM3U\n", "audio/ogg"),
+], ids=["id3-hls", "wav-concat", "flac-concat", "m4a-dash", "ogg-hls"])
+def test_text_behind_an_audio_signature_passes_the_check(head, expected):
+    # Only the first bytes are checked: the converter reads these with the one demuxer named (converter tests,
+    # "crafted audio upload"), which fails on them instead of opening the files they name.
+    assert sniff(head) == expected
