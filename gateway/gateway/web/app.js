@@ -448,7 +448,7 @@
       status: cell(row, "status-cell"),
       progress: cell(row, "progress"),
       options: cell(row, "options"),
-      actions: cell(row, "actions"),
+      actions: cell(row, "job-actions"),
     };
     const statusText = document.createElement("span");
     const reason = document.createElement("div");
