@@ -15,8 +15,8 @@ from urllib.parse import parse_qs
 import pytest
 
 from tests.k8s.support import (
-    CHECKOV, DEFAULT_OVERLAY, HA_OVERLAY, KEDA_OVERLAY, ROOT, TOOLS_HINT, Doc, container_env, containers, data_values, find,
-    load_config, run_checkov, workloads,
+    CHECKOV, DEFAULT_OVERLAY, HA_OVERLAY, KEDA_OVERLAY, ROOT, TOOLS_HINT, Doc, container_env, containers, data_values,
+    find, load_config, run_checkov, workloads,
 )
 from tests.k8s.test_checkov import ALLOWED_SKIPS
 from tests.k8s.test_network import DESIGN_FLOWS, EXTERNAL_NAMESPACES, KEDA_FLOWS, allows
