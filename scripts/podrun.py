@@ -822,8 +822,12 @@ class Backends:
     FERRETDB_VERSION = "v1.24.2"
 
     def __init__(self, manifests: Manifests, mariadb_socket: Path = STATE / "mariadb" / "mysqld.sock",
-                 mariadb_port: int = int(os.environ.get("INFRA_MARIADB_PORT", "3306"))):
+                 mariadb_port: int = int(os.environ.get("INFRA_MARIADB_PORT", "3306")),
+                 free_port: Callable[[], int] | None = None):
         self.m = manifests
+        # Where the private servers listen; tests pass theirs (tests/support.py: free_port, outside the range
+        # the kernel hands out for outgoing connections, which could take a port before the server binds it).
+        self.free_port = free_port or _free_port
         self.mariadb_socket = mariadb_socket
         self.mariadb_port = mariadb_port
         self.dir = Path(tempfile.mkdtemp(prefix="podrun-servers-"))
@@ -872,7 +876,7 @@ class Backends:
         confd = base / "conf.d"
         for sub in ("mnesia", "log", "conf.d", "passwords"):
             (base / sub).mkdir(parents=True)
-        self.rabbit_port = _free_port()
+        self.rabbit_port = self.free_port()
         (base / "enabled_plugins").write_text("[].\n")
         config = {**self.m.data("ConfigMap", "rabbitmq-config"), **{k: v for k, v in self.m.data("Secret", "rabbitmq-secret").items() if k.endswith(".conf")}}
         for name, text in config.items():
@@ -882,7 +886,7 @@ class Backends:
         env = {**os.environ, "RABBITMQ_NODENAME": self.rabbit_node, "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
                "RABBITMQ_LOG_BASE": str(base / "log"), "RABBITMQ_PID_FILE": str(base / "pid"),
                "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"), "RABBITMQ_CONFIG_FILES": str(confd),
-               "RABBITMQ_CONFIG_FILE": str(base / "none"), "RABBITMQ_DIST_PORT": str(_free_port()),
+               "RABBITMQ_CONFIG_FILE": str(base / "none"), "RABBITMQ_DIST_PORT": str(self.free_port()),
                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1"}
         self._rabbit = subprocess.Popen([str(self.RABBIT_BIN / "rabbitmq-server")], env=env, stdin=subprocess.DEVNULL,
                                         stdout=(base / "log" / "stdout.log").open("wb"), stderr=subprocess.STDOUT,
@@ -913,7 +917,7 @@ class Backends:
         (base / "data").mkdir(parents=True)
         secret = self.m.data("Secret", "mongodb-secret")
         root_user, root_password = secret["MONGO_INITDB_ROOT_USERNAME"], secret["MONGO_INITDB_ROOT_PASSWORD"]
-        self.ferret_port = _free_port()
+        self.ferret_port = self.free_port()
         self._ferret = subprocess.Popen(
             [str(binary), "--handler=sqlite", f"--sqlite-url=file:{base / 'data'}/", f"--listen-addr=127.0.0.1:{self.ferret_port}",
              f"--state-dir={base}", "--telemetry=disable", "--debug-addr=-", "--log-level=error", "--test-enable-new-auth",
@@ -986,10 +990,11 @@ class Backends:
 class Cluster:
     """The Backends, a Network and the pods of some Deployments: what `run` starts and the tests use."""
 
-    def __init__(self, docs: list[Doc] | None = None, *, sink: Callable[[str], None] | None = None):
+    def __init__(self, docs: list[Doc] | None = None, *, sink: Callable[[str], None] | None = None,
+                 free_port: Callable[[], int] | None = None):
         self.manifests = Manifests(docs if docs is not None else render())
         self.network = Network()
-        self.backends = Backends(self.manifests)
+        self.backends = Backends(self.manifests, free_port=free_port)
         self.pods: dict[str, Pod] = {}
         self.sink = sink
 

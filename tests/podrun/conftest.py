@@ -85,7 +85,7 @@ class Pods:
 @pytest.fixture(scope="module")
 def pods(rendered: list[dict]) -> Iterator[Pods]:
     """The overlay's four service Deployments, one pod each, against their servers and an SMTP sink."""
-    cluster = podrun.Cluster(rendered, sink=_quiet)
+    cluster = podrun.Cluster(rendered, sink=_quiet, free_port=free_port)
     mail = MailpitSink("127.0.0.1", free_port())
     mail.start()
     cluster.network.set_endpoints("mailpit", 1025, [("127.0.0.1", mail.port)])
