@@ -25,6 +25,10 @@ _HEADER = struct.Struct(">3sBBBI")  # "ID3", major, revision, flags, size (syncs
 _FRAME = struct.Struct(">4sIH")     # id, size (plain in v2.3), flags
 FRONT_COVER = 3                     # APIC picture type
 _COPY_BYTES = 1024 * 1024
+# ffmpeg writes whatever text the source's metadata holds: a tag larger than this is not read into memory (the MP3
+# gets a new one without the source's tags), and a kept text frame larger than MAX_TEXT_BYTES is dropped.
+MAX_TAG_BYTES = 1024 * 1024
+MAX_TEXT_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ def kept_frames(frames: list[Frame]) -> list[Frame]:
     """The frames worth keeping; a TXXX `comment` (how ffmpeg writes a comment) as COMM."""
     kept = []
     for frame in frames:
+        if len(frame.data) > MAX_TEXT_BYTES and frame.id != "APIC":
+            continue
         if frame.id in KEEP:
             kept.append(frame)
         elif frame.id == "TXXX":
@@ -119,7 +125,11 @@ def finish_tag(path: Path, *, title: str, cover: bytes | None = None) -> None:
     ('' adds none) and `cover` (JPEG bytes) as the front cover. The audio after the tag is copied unchanged."""
     with path.open("rb") as mp3:
         head = mp3.read(_HEADER.size)
-        found = read_tag(head + mp3.read(_syncsafe(head[6:10]) or 0)) if head[:3] == b"ID3" else None
+        size = _syncsafe(head[6:10]) if head[:3] == b"ID3" else None
+        if size is not None and size > MAX_TAG_BYTES:
+            found = ([], _HEADER.size + size) if head[3:6] == b"\x03\x00\x00" else None  # skipped unread
+        else:
+            found = read_tag(head + mp3.read(size or 0)) if size is not None else None
         frames, tag_end = found if found is not None else ([], 0)
         frames = kept_frames(frames)
         if title and not any(frame.id == "TIT2" and "".join(decode_text(frame.data)).strip() for frame in frames):

@@ -97,3 +97,14 @@ def test_the_cover_is_a_front_cover_jpeg(tmp_path):
     id3.finish_tag(path, title="b", cover=b"\xff\xd8jpeg\xff\xd9")
     frames, _ = id3.read_tag(path.read_bytes())
     assert frames[-1] == Frame("APIC", b"\0image/jpeg\0\x03\0\xff\xd8jpeg\xff\xd9")
+
+
+def test_a_huge_tag_is_replaced_without_being_read(tmp_path):
+    path = write_mp3(tmp_path, [id3.text_frame("TIT2", "x" * (id3.MAX_TAG_BYTES + 10))])
+    id3.finish_tag(path, title="name")
+    assert path.read_bytes() == id3.build_tag([id3.text_frame("TIT2", "name")]) + AUDIO
+
+
+def test_a_huge_text_frame_is_dropped():
+    frames = [id3.text_frame("TPE1", "x" * (id3.MAX_TEXT_BYTES + 1)), id3.text_frame("TALB", "a")]
+    assert [frame.id for frame in id3.kept_frames(frames)] == ["TALB"]
