@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import pika
 import pika.exceptions
@@ -31,7 +31,7 @@ class Publisher:
         url: str,
         queue: str,
         *,
-        connect: Callable[[Sequence[pika.URLParameters]], BlockingConnection] = pika.BlockingConnection,
+        connect: Callable[[pika.URLParameters], BlockingConnection] = pika.BlockingConnection,
     ) -> None:
         # RABBITMQ_URL may list several nodes; a reconnect starts at the node after the one that went away.
         self._brokers = broker.Brokers(url, _fail_fast)

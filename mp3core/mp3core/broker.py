@@ -23,7 +23,8 @@ PRECONDITION_FAILED, RESOURCE_LOCKED, NOT_FOUND = 406, 405, 404
 
 
 class Brokers:
-    """RABBITMQ_URL's nodes (comma-separated URLs) to connect to, in turn: after a connection to one is lost, the next one is tried first."""
+    """RABBITMQ_URL's nodes (comma-separated URLs), connected to in turn: a reconnect tries the node after the one
+    last used first, so the node that went away is tried last."""
 
     def __init__(self, value: str, configure: Callable[[pika.URLParameters], None] = lambda params: None) -> None:
         self._params = []
@@ -37,15 +38,26 @@ class Brokers:
         return len(self._params)
 
     def in_turn(self) -> list[pika.URLParameters]:
-        """Every node once, starting with the next one; the start moves on, so a reconnect after a loss skips
-        the node that was just used (it is tried last)."""
-        start, self._next = self._next, (self._next + 1) % len(self._params)
-        return self._params[start:] + self._params[:start]
+        """Every node once, in the order the next connect() tries them."""
+        return self._params[self._next:] + self._params[:self._next]
 
-    def connect(self, connect: Callable[[Any], Any] = pika.BlockingConnection) -> Any:
-        """A connection to the first node in turn that answers; pika tries the list in order (AMQPConnectionError
-        when none does)."""
-        return connect(self.in_turn())
+    def connect(self, connect: Callable[[pika.URLParameters], Any] = pika.BlockingConnection) -> Any:
+        """A connection to the first node in turn that answers; the next call starts after that node, so a
+        reconnect after losing it tries the others first. The last error when no node answers."""
+        error: Exception | None = None
+        for offset in range(len(self._params)):
+            index = (self._next + offset) % len(self._params)
+            try:
+                connection = connect(self._params[index])
+            except (pika.exceptions.AMQPConnectionError, OSError) as exc:
+                error = exc
+                log.warning("RabbitMQ node %s:%s did not answer (%r)", self._params[index].host,
+                            self._params[index].port, exc)
+                continue
+            self._next = (index + 1) % len(self._params)
+            return connection
+        assert error is not None
+        raise error
 
 
 # --- topology and migration ----------------------------------------------------------------------------------

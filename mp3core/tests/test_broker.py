@@ -3,6 +3,7 @@ migration from classic queues runs against the real one in tests/integration/tes
 
 from __future__ import annotations
 
+import pika.exceptions
 import pytest
 
 from mp3core import broker, contract
@@ -82,10 +83,24 @@ def test_a_placeholder_password_in_any_url_is_refused():
         Env({"RABBITMQ_URL": "amqp://u:p@a/%2F,amqp://u:dev-only-pw@b/%2F"}).amqp_url()
 
 
-def test_nodes_are_tried_in_turn_each_reconnect_starting_after_the_last():
-    seen = []
+def test_nodes_are_tried_in_turn_each_reconnect_starting_after_the_node_last_used():
+    seen: list[str] = []
+    down = {"a"}
+
+    def connect(params):
+        seen.append(params.host)
+        if params.host in down:
+            raise pika.exceptions.AMQPConnectionError("refused")
+        return params.host
+
     brokers = broker.Brokers("amqp://a/%2F,amqp://b/%2F,amqp://c/%2F", lambda params: setattr(params, "socket_timeout", 5))
-    for _ in range(4):
-        brokers.connect(lambda params: seen.append([p.host for p in params]))
-    assert seen == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+    assert brokers.connect(connect) == "b" and seen == ["a", "b"]  # a is down: b
+    down = {"b"}  # b goes away: c first, not b again
+    seen.clear()
+    assert brokers.connect(connect) == "c" and seen == ["c"]
+    down = {"a", "b", "c"}
+    seen.clear()
+    with pytest.raises(pika.exceptions.AMQPConnectionError):
+        brokers.connect(connect)
+    assert seen == ["a", "b", "c"]
     assert len(brokers) == 3 and all(p.socket_timeout == 5 for p in brokers.in_turn())
