@@ -108,6 +108,10 @@ def _convert(msg: VideoMessage, job: dict[str, Any], options: Options, mp3_fid: 
              mp3s: Bucket, work_dir: str | Path, clock: Callable[[], float], metrics: Metrics, limits: Limits,
              first_attempt: bool) -> None:
     """Download, ffmpeg, upload, mark done, delete the video; JobGone when the job disappears."""
+    # An attempt cut short with its converter (killed, or stopped past its grace period) never got to remove its
+    # folder, which holds the whole video: only an earlier attempt at this job made one with this prefix.
+    for leftover in Path(work_dir).glob(f"job-{msg.job_id}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"job-{msg.job_id}-", dir=work_dir))
     try:
         src, dst = tmp / "video", tmp / "audio.mp3"
