@@ -284,15 +284,19 @@ up() {
 }
 
 down() {
-  local name pid
+  local name pid pids=()
+  # All at once: every component shuts down in 1 to 3 s, and nothing of this throw-away state needs an order.
   for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
     pid="$(cat "$(pidfile "$name")" 2>/dev/null)" || continue
     if kill -0 "$pid" 2>/dev/null; then
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL -- "-$pid" 2>/dev/null || true
+      pids+=("$pid")
     fi
     rm -f "$(pidfile "$name")"
+  done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
   done
   if [ "${1:-}" = "--purge" ]; then
     rm -rf "$STATE/etcd" "$STATE/logs" "$STATE/run" "$STATE/kube-cache" "$STATE/apiserver-certs"
