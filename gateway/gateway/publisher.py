@@ -18,6 +18,7 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 log = logging.getLogger(__name__)
 
 MIGRATION_RETRY_S = 10.0
+NACK_RETRY_S = 15.0  # how long refused (nacked) publishes are tried again before the upload gets its 503
 _MESSAGE_PROPERTIES = pika.BasicProperties(delivery_mode=2, content_type="application/json")
 
 
@@ -32,11 +33,14 @@ class Publisher:
         queue: str,
         *,
         connect: Callable[[pika.URLParameters], BlockingConnection] = pika.BlockingConnection,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         # RABBITMQ_URL may list several nodes; a reconnect starts at the node after the one that went away.
         self._brokers = broker.Brokers(url, _fail_fast)
         self._queue = queue
         self._connect = connect
+        self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
         self._connection: BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
@@ -46,22 +50,35 @@ class Publisher:
         """Publish and wait for the broker's confirm; raise ServiceUnavailable when it is not stored."""
         body = json.dumps(message).encode("utf-8")
         with self._lock:
-            for attempt in (1, 2):
+            started, attempt, nacks = self._clock(), 0, 0
+            while True:
+                attempt += 1
                 try:
                     channel = self._ensure_channel()
                     broker.publish_confirmed(channel, self._queue, body, _MESSAGE_PROPERTIES)
                     return
-                except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
-                    # The broker answered: retrying the same publish would get the same answer. (Unroutable also
-                    # for the instant a queue migration swaps its queues: refused, so never lost.)
+                except pika.exceptions.NackError as exc:
+                    # A quorum queue whose leader's node just went away refuses messages until another node
+                    # leads it (measured: seconds to about 12 s on a busy machine). Not stored, so try again
+                    # for a while rather than turn every upload of that moment into a 503.
+                    nacks += 1
+                    waited = self._clock() - started
+                    if waited >= NACK_RETRY_S:
+                        log.error("broker refused message for %.0f s: NackError", waited, extra=_ids(message))
+                        raise ServiceUnavailable("the job queue refused the job, try again later") from exc
+                    log.warning("broker refused message (NackError); trying again", extra=_ids(message))
+                    self._sleep(min(2.0, 0.25 * 2 ** (nacks - 1), NACK_RETRY_S - waited))
+                except pika.exceptions.UnroutableError as exc:
+                    # No queue behind the exchange: retrying would get the same answer. (Also for the instant
+                    # a queue migration swaps its queues: refused, so never lost.)
                     log.error("broker refused message: %s", type(exc).__name__, extra=_ids(message))
                     raise ServiceUnavailable("the job queue refused the job, try again later") from exc
                 except (pika.exceptions.AMQPError, OSError) as exc:
-                    # Typically a connection the broker dropped while we were idle (missed
-                    # heartbeats): reconnect once. A duplicate on retry is harmless because the
-                    # converter's effects are idempotent per job.
+                    # Typically a connection the broker dropped while we were idle (missed heartbeats), or a
+                    # node that went away: reconnect (to the next node) once. A duplicate on retry is harmless
+                    # because the converter's effects are idempotent per job.
                     self._reset()
-                    if attempt == 2:
+                    if attempt >= 2 + nacks:
                         log.error("publish failed after reconnect: %r", exc, extra=_ids(message))
                         raise ServiceUnavailable("the job queue is unavailable, try again later") from exc
                     log.warning("publish failed, reconnecting: %r", exc, extra=_ids(message))

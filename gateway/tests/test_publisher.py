@@ -12,7 +12,7 @@ import pytest
 
 from mp3core.errors import ServiceUnavailable
 
-from gateway.publisher import Publisher
+from gateway.publisher import NACK_RETRY_S, Publisher
 
 URL = "amqp://guest:guest@127.0.0.1:5672/%2F"  # dev-only placeholder credentials
 MESSAGE = {"job_id": "j1", "video_fid": "f1", "username": "a@example.com", "filename": "a.mp4"}
@@ -190,18 +190,45 @@ def test_broker_down_is_service_unavailable(broker, publisher):
         publisher.publish(MESSAGE)
 
 
-@pytest.mark.parametrize(
-    "error",
-    [pika.exceptions.UnroutableError([]), pika.exceptions.NackError([])],
-    ids=["unroutable", "nacked"],
-)
-def test_refused_message_is_service_unavailable_without_retry(broker, publisher, error):
-    broker.failures = [error]
+def test_unroutable_message_is_service_unavailable_without_retry(broker, publisher):
+    broker.failures = [pika.exceptions.UnroutableError([])]
     with pytest.raises(ServiceUnavailable) as caught:
         publisher.publish(MESSAGE)
     assert caught.value.message == "the job queue refused the job, try again later"
     assert broker.connects == 1  # the broker answered; a retry would get the same answer
     assert broker.published == []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_nacked_message_is_tried_again_while_a_quorum_queue_finds_a_new_leader(broker):
+    clock = Clock()
+    publisher = Publisher(URL, "video", connect=broker.connect, clock=clock, sleep=clock.sleep)
+    broker.failures = [pika.exceptions.NackError([])] * 4
+    publisher.publish(MESSAGE)
+    assert len(broker.published) == 1 and broker.connects == 1
+    assert clock.sleeps == [0.25, 0.5, 1.0, 2.0]
+
+
+def test_nacks_for_longer_than_the_retry_budget_are_service_unavailable(broker):
+    clock = Clock()
+    publisher = Publisher(URL, "video", connect=broker.connect, clock=clock, sleep=clock.sleep)
+    broker.failures = [pika.exceptions.NackError([])] * 100
+    with pytest.raises(ServiceUnavailable) as caught:
+        publisher.publish(MESSAGE)
+    assert caught.value.message == "the job queue refused the job, try again later"
+    assert clock.now == pytest.approx(NACK_RETRY_S) and broker.published == []
 
 
 def test_threads_never_use_the_channel_at_the_same_time(broker, publisher):
