@@ -19,6 +19,7 @@ from typing import Iterator
 import pika
 import pytest
 
+from mp3core.contract import dead_letter_queue
 from tests.e2e.conftest import Stack, make_clip, running_stack
 from tests.support import RABBITMQ_URL, body_text, ffmpeg_children, process_running, wait_until
 
@@ -75,7 +76,7 @@ def test_sigterm_past_the_grace_period_leaves_the_job_to_the_next_converter(stac
     assert interrupted["status"] == "converting" and not interrupted.get("error"), interrupted
     assert stack.files("mp3s", job_id) == []
     assert waiting_messages(stack.env["VIDEO_QUEUE"]) == 1  # back in the queue
-    assert waiting_messages(f"{stack.env['VIDEO_QUEUE']}.dlq") == 0
+    assert waiting_messages(dead_letter_queue(stack.env["VIDEO_QUEUE"])) == 0
     assert mails_to(stack, email) == []  # nobody was told it failed
 
     stack.restart("converter")
@@ -120,7 +121,7 @@ def test_ffmpeg_stopped_by_a_signal_is_tried_again_not_failed(stack, long_clip):
         assert job["status"] == "done", job
         assert len(stack.files("mp3s", job_id)) == 1
         assert stack.db["jobs"].find_one({"_id": job_id})["attempts"] == 2
-    assert waiting_messages(f"{stack.env['VIDEO_QUEUE']}.dlq") == 0
+    assert waiting_messages(dead_letter_queue(stack.env["VIDEO_QUEUE"])) == 0
     stack.smtp.wait_for(lambda m: len(mails_to(stack, email)) == 2, timeout=60)
     time.sleep(2)
     assert len(mails_to(stack, email)) == 2  # one `done` notice per job, no failure notice
