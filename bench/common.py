@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from mp3core.contract import VideoMessage, declare_queue
+from mp3core.contract import VideoMessage, dead_letter_exchange, dead_letter_queue, declare_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -380,8 +380,10 @@ def delete_queues(*names: str) -> None:
     try:
         channel = connection.channel()
         for name in names:
-            for queue in (name, name + ".dlq"):
+            for queue in (name, dead_letter_queue(name)):
                 channel.queue_delete(queue)
+            for exchange in (name, dead_letter_exchange(name)):
+                channel.exchange_delete(exchange)
     finally:
         connection.close()
 
