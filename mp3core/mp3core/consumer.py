@@ -66,7 +66,7 @@ class Outcome(enum.Enum):
     """What happens to a delivery once its handler is done."""
 
     ACK = "ack"
-    REJECT = "reject"    # basic_reject(requeue=False): the broker dead-letters it to <queue>.dlq
+    REJECT = "reject"    # basic_reject(requeue=False): the broker dead-letters it to <queue>.dead
     REQUEUE = "requeue"  # transient failure: retried in place after a backoff delay; basic_nack(requeue=True)
                          # only when the consumer stops meanwhile (a quorum queue counts returns, DELIVERY_LIMIT)
     DROPPED = "dropped"  # the connection went away first: the broker redelivers it by itself
