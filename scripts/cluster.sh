@@ -43,40 +43,52 @@ die() { echo "cluster: $*" >&2; exit 1; }
 
 # --- build ---------------------------------------------------------------------------------------
 
-# Sets GO to a go command able to build the pinned modules, or fails saying what to install.
-# A go >= 1.21 downloads the pinned toolchain itself (golang.org/toolchain, from the module proxy);
-# without any go, the toolchain module's zip is fetched from $GOPROXY into .state.
+# Sets GO to a go command able to build the pinned modules. A go >= 1.21 fetches the pinned toolchain
+# itself (GOTOOLCHAIN: the golang.org/toolchain module, through the module proxy). An older go (Debian
+# bookworm's golang-go is 1.19, installed here when there is no go at all) downloads that module with
+# `go mod download`, which checks its hash, and the build runs with the toolchain unpacked into .state.
 find_go() {
   local gobin="${GO:-go}" minor
-  if command -v "$gobin" >/dev/null 2>&1; then
-    minor="$("$gobin" env GOVERSION 2>/dev/null | sed -nE 's/^go1\.([0-9]+).*/\1/p')"
-    if [ -n "$minor" ] && [ "$minor" -ge "$GO_MIN_MINOR" ]; then
-      GO="$gobin"; return
-    fi
-    if [ -n "$minor" ] && [ "$minor" -ge 21 ]; then
-      log "go 1.$minor is too old for etcd $ETCD_VERSION and kwok $KWOK_VERSION: using $GO_TOOLCHAIN (GOTOOLCHAIN)"
-      export GOTOOLCHAIN="$GO_TOOLCHAIN"
-      GO="$gobin"; return
+  if ! command -v "$gobin" >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      log "no go: installing Debian's golang-go to fetch $GO_TOOLCHAIN with"
+      apt-get install -y -qq golang-go >/dev/null
+      gobin=go
+    else
+      die "no go found: install Go >= 1.21 (it fetches $GO_TOOLCHAIN itself), or set GO=/path/to/go"
     fi
   fi
-  local root="$BIN/go-toolchain"
+  minor="$("$gobin" version | sed -nE 's/^go version go1\.([0-9]+).*/\1/p')"
+  [ -n "$minor" ] || die "cannot tell the version of $gobin ($("$gobin" version 2>&1))"
+  if [ "$minor" -ge "$GO_MIN_MINOR" ]; then
+    GO="$gobin"
+  elif [ "$minor" -ge 21 ]; then
+    log "go 1.$minor is older than etcd $ETCD_VERSION and kwok $KWOK_VERSION need: using $GO_TOOLCHAIN (GOTOOLCHAIN)"
+    export GOTOOLCHAIN="$GO_TOOLCHAIN"
+    GO="$gobin"
+  else
+    fetch_toolchain "$gobin"
+    GO="$BIN/go-toolchain/bin/go"
+  fi
+}
+
+fetch_toolchain() {
+  local root="$BIN/go-toolchain" arch dir
   if [ ! -x "$root/bin/go" ]; then
-    [ -n "${GOPROXY:-}" ] || die "no usable go (need go >= 1.$GO_MIN_MINOR, or >= 1.21 to fetch it): install one,
-  or set GOPROXY to a Go module proxy URL to fetch golang.org/toolchain@v0.0.1-$GO_TOOLCHAIN.linux-<arch>"
-    local arch zip
     arch="$(uname -m)"; case "$arch" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; esac
-    zip="$BIN/go-toolchain.zip"
+    log "go $("$1" version | cut -d' ' -f3) cannot fetch toolchains itself: downloading golang.org/toolchain $GO_TOOLCHAIN"
+    dir="$(cd / && GO111MODULE=on GOFLAGS= GOWORK=off "$1" mod download -json \
+      "golang.org/toolchain@v0.0.1-$GO_TOOLCHAIN.linux-$arch" | sed -nE 's/^\s*"Dir": "(.*)",?$/\1/p')"
+    [ -n "$dir" ] || die "could not download golang.org/toolchain@v0.0.1-$GO_TOOLCHAIN.linux-$arch"
     mkdir -p "$BIN"
-    log "fetching $GO_TOOLCHAIN from the module proxy (golang.org/toolchain)"
-    curl -fsSL -o "$zip" "${GOPROXY%%,*}/golang.org/toolchain/@v/v0.0.1-$GO_TOOLCHAIN.linux-$arch.zip"
-    rm -rf "$root" "$BIN/go-toolchain.unzip"
-    python3 -m zipfile -e "$zip" "$BIN/go-toolchain.unzip"
-    mv "$BIN/go-toolchain.unzip/golang.org/toolchain@v0.0.1-$GO_TOOLCHAIN.linux-$arch" "$root"
-    chmod +x "$root"/bin/* "$root"/pkg/tool/*/*
-    rm -rf "$zip" "$BIN/go-toolchain.unzip"
+    rm -rf "$root.tmp"
+    cp -r "$dir" "$root.tmp"
+    # The module cache keeps files read-only and without their exec bits.
+    chmod -R u+w "$root.tmp"
+    chmod +x "$root.tmp"/bin/* "$root.tmp"/pkg/tool/*/*
+    mv "$root.tmp" "$root"
   fi
-  export GOTOOLCHAIN=local
-  GO="$root/bin/go"
+  export GOTOOLCHAIN=local GOROOT="$root"
 }
 
 # Fails when kubernetes' go.mod names a staging module the wrapper does not replace (or the reverse):
