@@ -535,6 +535,10 @@ class Pod:
             self.lines.append(line)
             self.sink(f"[{self.id}] {line}")
 
+    def tail(self, lines: int = 20, width: int = 400) -> str:
+        """The pod's last output lines, each cut to `width` characters (a JSON traceback is one long line)."""
+        return "\n".join(line if len(line) <= width else line[:width] + " ..." for line in self.lines[-lines:])
+
     def port(self, name_or_number: str | int) -> int:
         """Where this machine reaches the containerPort named (or numbered) so."""
         container_port = self.spec.ports.get(str(name_or_number)) or int(name_or_number)
@@ -587,13 +591,13 @@ class Pod:
         detail = "never ran"
         while time.monotonic() < deadline:
             if not self.running():
-                raise RuntimeError(f"{self.id} exited with {self.proc.returncode if self.proc else None}:\n" + "\n".join(self.lines[-30:]))
+                raise RuntimeError(f"{self.id} exited with {self.proc.returncode if self.proc else None}:\n" + self.tail())
             ok, detail = self.probe(kind)
             if ok == want:
                 return detail
             time.sleep(0.5)
         raise TimeoutError(f"{self.id}: {kind} probe did not {'succeed' if want else 'fail'} within {timeout}s "
-                           f"(last: {detail})\n" + "\n".join(self.lines[-30:]))
+                           f"(last: {detail})\n" + self.tail())
 
     def exec(self, argv: list[str], timeout: float = 30.0, env: dict[str, str] | None = None,
              as_root: bool = False) -> subprocess.CompletedProcess[str]:
@@ -655,12 +659,24 @@ def _mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True)
 
 
+def _loopback_up() -> None:
+    """`ip link set lo up` without iproute2: a new network namespace starts with its loopback down."""
+    import fcntl
+    import struct
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, siocgifflags, request))[1]
+        fcntl.ioctl(sock, siocsifflags, struct.pack("16sH22x", b"lo", flags | iff_up))
+
+
 def _enter(config_path: str) -> None:
     """Builds the pod's root filesystem in its fresh mount namespace, starts its network forwarder in its fresh
     network namespace, then becomes the container: chroot, working directory, user, exec."""
     config = json.loads(Path(config_path).read_text())
     spec = PodSpec(**config["spec"])
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    _loopback_up()
     forwarder = subprocess.Popen([sys.executable, os.path.abspath(__file__), "_forward", config_path],
                                  stdin=subprocess.DEVNULL)
     ready = Path(config["sockets"]) / "forwarder.ready"
