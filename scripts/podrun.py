@@ -123,6 +123,7 @@ class Image:
     cmd: list[str] | None = None
     user: str | None = None
     copies: list[tuple[Path, str]] = field(default_factory=list)
+    healthcheck: list[str] | None = None  # HEALTHCHECK CMD (exec form); Kubernetes ignores it, probes replace it
 
 
 def dockerfile_for(image: str) -> Path | None:
@@ -165,7 +166,7 @@ def image_config(dockerfile: Path) -> Image:
             if parent is not None:
                 inherited = image_config(parent)
                 image = Image(dict(inherited.env), inherited.workdir, inherited.entrypoint, inherited.cmd,
-                              inherited.user, list(inherited.copies))
+                              inherited.user, list(inherited.copies), inherited.healthcheck)
             elif base.startswith("python:"):
                 image = Image(dict(PYTHON_IMAGE_ENV), "/", None, ["python3"])
             else:
@@ -182,6 +183,9 @@ def image_config(dockerfile: Path) -> Image:
             image.cmd = _exec_form(rest)
         elif word == "USER":
             image.user = rest
+        elif word == "HEALTHCHECK":
+            command = re.sub(r"^(--\S+\s+)*", "", rest)
+            image.healthcheck = None if command.upper() == "NONE" else _exec_form(command.partition(" ")[2].strip())
         elif word == "COPY" and not rest.startswith("--from"):
             *sources, dest = shlex.split(rest)
             for source in sources:
@@ -552,7 +556,10 @@ class Pod:
 
     def probe(self, kind: str) -> tuple[bool, str]:
         """One run of the pod's `kind` probe (startup, readiness, liveness): (success, what happened)."""
-        probe = self.spec.probes[kind]
+        return self.run_probe(self.spec.probes[kind])
+
+    def run_probe(self, probe: Doc) -> tuple[bool, str]:
+        """One run of a probe as a pod spec writes it (httpGet, tcpSocket or exec)."""
         timeout = probe.get("timeoutSeconds", 1)
         if "httpGet" in probe:
             get = probe["httpGet"]
@@ -583,7 +590,7 @@ class Pod:
         if "exec" in probe:
             result = self.exec(probe["exec"]["command"], timeout=timeout)
             return result.returncode == 0, f"exit {result.returncode}: {(result.stdout + result.stderr).strip()[-300:]}"
-        raise ValueError(f"{self.spec.name}: {kind} probe of an unsupported kind")
+        raise ValueError(f"{self.spec.name}: a probe of an unsupported kind: {sorted(probe)}")
 
     def wait_probe(self, kind: str, timeout: float = 60.0, *, want: bool = True) -> str:
         """Runs the probe every half second until it gives `want`; fails when the pod exits or time is up."""

@@ -26,6 +26,22 @@ def test_every_probe_succeeds(pods: Pods, service: str) -> None:
 
 
 @pytest.mark.parametrize("service", SERVICES)
+def test_exec_probes_run_inside_the_pod(pods: Pods, service: str) -> None:
+    """The image's HEALTHCHECK as an exec probe (the overlay has none of its own): it runs in the pod, as its user,
+    with its env (the port comes from PORT/METRICS_PORT), and reaches the service on the pod's own loopback."""
+    pod = pods[service]
+    image = pods.manifests.get("Deployment", service)["spec"]["template"]["spec"]["containers"][0]["image"]
+    healthcheck = podrun.image_config(podrun.dockerfile_for(image)).healthcheck
+    assert healthcheck, f"{service}'s image has no HEALTHCHECK"
+    assert pod.run_probe({"exec": {"command": healthcheck}, "timeoutSeconds": 10}) == (True, "exit 0: ")
+    whoami = pod.run_probe({"exec": {"command": ["sh", "-c", "test \"$(id -u):$(id -g)\" = 10001:10001 && test -n \"$HOSTNAME\""]}})
+    assert whoami[0], whoami
+    failing = pod.run_probe({"exec": {"command": ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:1/')"]},
+                             "timeoutSeconds": 10})
+    assert failing[0] is False and "Connection refused" in failing[1]
+
+
+@pytest.mark.parametrize("service", SERVICES)
 def test_pod_runs_as_its_spec_says(pods: Pods, service: str) -> None:
     """The container's process: user, group, no capabilities, no new privileges, the image's working directory,
     the core and its package from the image's folders, the env resolved from the ConfigMaps and Secrets."""
