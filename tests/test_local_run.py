@@ -213,7 +213,8 @@ class Setup:
 
 @pytest.fixture
 def setup(mysql_account, tmp_path) -> Iterator[Setup]:
-    # Only what a developer's shell would have: the run reads every service variable from here, or uses its defaults.
+    # Only what a developer's shell would have: the run reads every service variable from here, or uses its defaults
+    # (RABBITMQ_URL unset: each service connects as its own broker user, as `make run` does).
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "STATE_DIR", "PYTHONPATH")
     base = {k: v for k, v in os.environ.items() if k in keep or k.startswith("INFRA_")}
     with ExitStack() as resources:
@@ -231,9 +232,6 @@ def setup(mysql_account, tmp_path) -> Iterator[Setup]:
             "NOTIFICATION_METRICS_PORT": str(free_port()),
             "PUBLIC_URL": f"http://127.0.0.1:{gateway_port}",
             "MONGO_URI": mongo_uri,
-            # The tests' broker account for all three (make run's per-service users are allowed only the default
-            # queue names and their own test prefixes; what is tested here is stopping and restarting).
-            "RABBITMQ_URL": RABBITMQ_URL,
             **queues,
             "MYSQL_HOST": "127.0.0.1",
             "MYSQL_PORT": str(mysql_db["port"]),
@@ -304,6 +302,7 @@ def test_a_killed_converter_is_restarted_while_the_gateway_keeps_answering(setup
         body = wait_done(run_, headers, job_id)
         assert setup.job(job_id)["mp3_files"] == 1
         assert setup.job(job_id)["attempts"] == 2
+        wait_until(lambda: not list(Path(setup.env["WORK_DIR"]).glob(f"job-{job_id}-*")), 10, "no folder left for the job")
         setup.smtp.wait_for(lambda m: email in m["To"], timeout=60)
         time.sleep(2)  # a second notice would come right after the first
         mails = setup.mails_to(email)
@@ -343,6 +342,7 @@ def test_ctrl_c_stops_everything_promptly_and_the_job_waits_for_the_next_run(set
     try:
         body = wait_done(run_, headers, job_id)
         assert setup.job(job_id)["mp3_files"] == 1
+        wait_until(lambda: not list(Path(setup.env["WORK_DIR"]).glob(f"job-{job_id}-*")), 10, "no folder left for the job")
         setup.smtp.wait_for(lambda m: email in m["To"], timeout=60)
         time.sleep(2)
         mails = setup.mails_to(email)
