@@ -15,7 +15,8 @@ from tests.cluster.support import BIN, NAMESPACE, ROOT, Kubectl, overlay_dirs, r
 from tests.support import free_port
 
 SCRIPT = ROOT / "scripts" / "cluster.sh"
-STATE = ROOT / ".state" / "cluster-test"
+# One control plane per pytest process (xdist workers included), beside one from `make cluster-up`.
+STATE = ROOT / ".state" / f"cluster-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kwok-stages.yaml", "keda-crds.yaml")
 
 
@@ -26,7 +27,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Kubectl]:
-    """The control plane, started once for the session and stopped after it (logs stay in .state/cluster-test)."""
+    """The control plane, started once for the session and stopped after it (logs stay in .state/cluster-test-*)."""
     missing = [name for name in REQUIRED if not (BIN / name).exists()]
     if missing:
         pytest.fail(f"not built: {', '.join(missing)} in {BIN}; run `make cluster-tools` (scripts/cluster.sh build)", pytrace=False)
