@@ -2,9 +2,9 @@
 # A local Kubernetes control plane without Docker or minikube: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler and kwok's fake nodes, every binary built from the Go module
 # proxy at a pinned version into .state/cluster/bin. See docs/cluster.md.
-#   build    build the binaries (idempotent; a warm rebuild takes seconds)
+#   build    build the binaries unless up to date (`build --force` rebuilds; warm Go caches: about a minute)
 #   up       start the control plane, wait until it is ready (idempotent)
-#   deploy   server-side apply of the minikube overlay (up first)
+#   deploy   up, KEDA's CRDs, server-side apply of k8s/overlays/$OVERLAY (minikube), wait for the rollouts
 #   down     stop everything `up` started; `down --purge` also deletes its data
 #   status   what runs, and where
 #   env      print the KUBECONFIG line to eval in a shell
@@ -354,5 +354,5 @@ case "${1:-}" in
   status) status ;;
   env) echo "export KUBECONFIG=$KUBECONFIG_FILE" ;;
   k9s) shift; k9s "$@" ;;
-  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
