@@ -461,6 +461,10 @@ class Network:
             return server.sockets[0].getsockname()[1]
         return self._call(listen())
 
+    def close(self) -> None:
+        """Stops the loop (after every pod is detached)."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
     def detach(self, pod: str) -> None:
         async def close() -> None:
             for server in self._servers.pop(pod, []):
@@ -1043,6 +1047,7 @@ class Cluster:
     def stop(self, grace: float = 10) -> None:
         self.stop_pods(grace)
         self.backends.stop()
+        self.network.close()
 
     def stop_pods(self, grace: float = 10) -> None:
         """Stops every pod at once, each given `grace` seconds after its SIGTERM."""

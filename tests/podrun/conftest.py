@@ -111,6 +111,7 @@ def pods(rendered: list[dict]) -> Iterator[Pods]:
                 mariadb_root(f"DELETE FROM `{auth_db}`.`user` WHERE email IN ({quoted})")
     finally:
         cluster.backends.stop()
+        cluster.network.close()
         mail.stop()
         for pod in started:
             if pod.proc is not None and pod.proc.returncode not in (0, -15, None):
