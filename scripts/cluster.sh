@@ -343,7 +343,10 @@ k9s() {
     echo "$K9S_VERSION" > "$BIN/k9s.version"
   fi
   running kube-apiserver || die "no control plane runs: make cluster-up first"
-  K9S_CONFIG_DIR="$STATE/k9s" exec "$BIN/k9s" --kubeconfig "$KUBECONFIG_FILE" -n mp3converter "$@"
+  mkdir -p "$STATE/k9s"
+  # No look-up of k9s's latest release on the internet.
+  [ -e "$STATE/k9s/config.yaml" ] || printf 'k9s:\n  skipLatestRevCheck: true\n' > "$STATE/k9s/config.yaml"
+  K9S_CONFIG_DIR="$STATE/k9s" exec "$BIN/k9s" --kubeconfig "$KUBECONFIG_FILE" --context local -n mp3converter "$@"
 }
 
 case "${1:-}" in
