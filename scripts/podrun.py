@@ -830,40 +830,37 @@ def _port_open(port: int) -> bool:
 
 
 class Backends:
-    """The servers the pods' Services lead to, with the accounts the rendered Secrets name.
+    """The servers the pods' Services lead to, with the accounts the rendered Secrets name: private instances of
+    this machine's MariaDB, RabbitMQ and FerretDB (own ports and folders), never the shared ones of `make infra`,
+    which are left alone.
 
-    - MariaDB: the local server (`make infra`). The user, password and database of mysql-secret and
-      auth-config are created when missing (and then dropped at the end); an existing user must already
-      have the Secret's password (mysql/init.sql gives the local one the same placeholder).
-    - RabbitMQ: a private node of the local RabbitMQ installation, configured from the rabbitmq ConfigMap and
-      Secret (conf.d files), its service users made by the manifests' own rabbit/service-users.sh from the
-      Secret's passwords, as the broker pod's postStart hook does. Not the shared broker: that one already
-      has users of these names with other passwords (scripts/infra.sh), which its other clients use.
-    - MongoDB: a private FerretDB (the binary `make infra` built) with authentication on, its root user
-      from mongodb-secret and one user per service as mongodb/service-users.js makes them. FerretDB has no
-      roles (createRole), so each user may use every collection. Not the shared FerretDB: it runs without
-      authentication and refuses every login.
-    Everything private lives in one temporary folder, removed by stop()."""
+    - MariaDB: first booted as the mysql StatefulSet's image does, with the rendered init ConfigMap's scripts
+      (mysql/init.sql, then the Secret's auth_user password).
+    - RabbitMQ: configured from the rabbitmq ConfigMap and Secret (conf.d files), its service users made by the
+      manifests' own rabbit/service-users.sh from the Secret's passwords, as the broker pod's postStart hook does.
+      (The shared broker has users of these names with other passwords, which its other clients use.)
+    - MongoDB: FerretDB with authentication on, its root user from mongodb-secret and one user per service as
+      mongodb/service-users.js makes them. FerretDB has no roles (createRole), so each user may use every
+      collection. (The shared FerretDB runs without authentication and refuses every login.)
+    Everything lives in one temporary folder, removed by stop()."""
 
     RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
     FERRETDB_VERSION = "v1.24.2"
 
-    def __init__(self, manifests: Manifests, mariadb_socket: Path = STATE / "mariadb" / "mysqld.sock",
-                 mariadb_port: int = int(os.environ.get("INFRA_MARIADB_PORT", "3306")),
-                 free_port: Callable[[], int] | None = None):
+    def __init__(self, manifests: Manifests, free_port: Callable[[], int] | None = None):
         self.m = manifests
         # Where the private servers listen; tests pass theirs (tests/support.py: free_port, outside the range
         # the kernel hands out for outgoing connections, which could take a port before the server binds it).
         self.free_port = free_port or _free_port
-        self.mariadb_socket = mariadb_socket
-        self.mariadb_port = mariadb_port
         self.dir = Path(tempfile.mkdtemp(prefix="podrun-servers-"))
         self.rabbit_node = f"podrun-{secrets.token_hex(4)}@localhost"
         self.rabbit_port = 0
         self.ferret_port = 0
+        self.mariadb_port = 0
+        self.mariadb_socket = self.dir / "mariadb" / "mysqld.sock"
         self._ferret: subprocess.Popen[bytes] | None = None
         self._rabbit: subprocess.Popen[bytes] | None = None
-        self._mysql_created: list[str] = []
+        self._mariadbd: subprocess.Popen[bytes] | None = None
 
     # MariaDB ------------------------------------------------------------------------------------------
     def _mariadb(self, sql: str) -> str:
@@ -873,26 +870,65 @@ class Backends:
             raise RuntimeError(f"mariadb: {result.stderr.strip()}")
         return result.stdout
 
-    def mysql_account(self) -> tuple[str, str, str]:
-        config = self.m.data("ConfigMap", "auth-config")
-        return config["MYSQL_USER"], self.m.data("Secret", "mysql-secret")["auth-user-password"], config["MYSQL_DB"]
-
     def start_mariadb(self) -> None:
-        user, password, db = self.mysql_account()
-        quoted = password.replace("\\", "\\\\").replace("'", "\\'")
-        if not self._mariadb(f"SELECT 1 FROM mysql.user WHERE user='{user}' AND host='%'").strip():
-            self._mariadb(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{quoted}'")
-            self._mysql_created.append(f"DROP USER IF EXISTS '{user}'@'%'")
-        if not self._mariadb(f"SHOW DATABASES LIKE '{db}'").strip():
-            self._mariadb(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-            self._mysql_created.insert(0, f"DROP DATABASE IF EXISTS `{db}`")
-        # What mysql/init.sql grants (auth creates and migrates its own tables).
-        self._mariadb(f"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, INDEX, ALTER ON `{db}`.* TO '{user}'@'%'")
-        check = subprocess.run(["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(self.mariadb_port), "-u", user,
-                                f"-p{password}", db, "-e", "SELECT 1"], capture_output=True, text=True, timeout=30)
-        if check.returncode != 0:
-            raise RuntimeError(f"MariaDB user {user} exists with another password than mysql-secret's; "
-                               f"podrun leaves it alone: {check.stderr.strip()}")
+        """A private MariaDB, first booted as the mysql StatefulSet's image does: an empty data directory, then
+        the rendered init ConfigMap's scripts in name order (init.sql, then the Secret's auth_user password)."""
+        base = self.mariadb_socket.parent
+        base.mkdir()
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={base / 'data'}", "--user=root",
+                        "--auth-root-authentication-method=socket", "--skip-test-db"],
+                       check=True, capture_output=True, timeout=120)
+        self.mariadb_port = self.free_port()
+        self._mariadbd = subprocess.Popen(
+            ["mariadbd", "--no-defaults", f"--datadir={base / 'data'}", f"--socket={self.mariadb_socket}",
+             f"--port={self.mariadb_port}", "--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve",
+             f"--log-error={base / 'error.log'}", f"--pid-file={base / 'mariadb.pid'}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        ping = ["mariadb-admin", "--no-defaults", f"--socket={self.mariadb_socket}", "ping"]
+        _wait(lambda: self._mariadbd.poll() is not None or subprocess.run(ping, capture_output=True).returncode == 0,
+              60, "the private MariaDB")
+        if self._mariadbd.poll() is not None:
+            raise RuntimeError(f"the private MariaDB exited: {(base / 'error.log').read_text()[-2000:]}")
+        # The image removes anonymous accounts (they would shadow auth_user for local connections).
+        self._mariadb("DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES;")
+        statefulset = self.m.get("StatefulSet", "mysql")
+        pod = statefulset["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        mounts = {m["mountPath"]: volumes.get(m["name"], {}) for c in pod["containers"] for m in c.get("volumeMounts", [])}
+        secret_dirs: dict[str, Path] = {}
+        for path, volume in mounts.items():
+            if "secret" in volume:
+                folder = base / "secrets" / volume["secret"]["secretName"]
+                folder.mkdir(parents=True)
+                for key, value in self.m.data("Secret", volume["secret"]["secretName"]).items():
+                    (folder / key).write_text(value)
+                secret_dirs[path] = folder
+        initdb = next(v["configMap"]["name"] for path, v in mounts.items()
+                      if "configMap" in v and path == "/docker-entrypoint-initdb.d")
+        # The two helpers of the image's entrypoint that its init scripts may call (the same definitions).
+        helpers = (f'docker_process_sql() {{ mariadb --no-defaults --socket={shlex.quote(str(self.mariadb_socket))} "$@"; }}\n'
+                   + r"""docker_sql_escape_string_literal() {
+    local newline=$'\n'
+    local escaped=${1//\\/\\\\}
+    escaped="${escaped//$newline/\\n}"
+    echo "${escaped//\'/\\\'}"
+}
+""")
+        for name, text in sorted(self.m.data("ConfigMap", initdb).items()):
+            for path, folder in secret_dirs.items():
+                text = text.replace(path, str(folder))
+            if name.endswith(".sql"):
+                subprocess.run(["mariadb", "--no-defaults", f"--socket={self.mariadb_socket}"], input=text, text=True,
+                               check=True, capture_output=True, timeout=60)
+            elif name.endswith(".sh"):
+                subprocess.run(["bash", "-euc", helpers + text], check=True, capture_output=True, text=True, timeout=60)
+        # What auth will do: log in over TCP as its ConfigMap's user with its Secret's password.
+        config, secret = self.m.data("ConfigMap", "auth-config"), self.m.data("Secret", "mysql-secret")
+        login = subprocess.run(["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(self.mariadb_port), "-u", config["MYSQL_USER"],
+                                f"-p{secret['auth-user-password']}", config["MYSQL_DB"], "-e", "SELECT 1"],
+                               capture_output=True, text=True, timeout=30)
+        if login.returncode != 0:
+            raise RuntimeError(f"after the init scripts, auth's MySQL account does not work: {login.stderr.strip()}")
 
     # RabbitMQ -----------------------------------------------------------------------------------------
     def _rabbitmqctl(self) -> list[str]:
@@ -1007,10 +1043,12 @@ class Backends:
                 self._ferret.wait(10)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._ferret.pid, signal.SIGKILL)
-        for sql in self._mysql_created:
-            with contextlib.suppress(RuntimeError):
-                self._mariadb(sql)
-        self._mysql_created.clear()
+        if self._mariadbd is not None and self._mariadbd.poll() is None:
+            self._mariadbd.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._mariadbd.wait(30)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._mariadbd.pid, signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -1111,7 +1149,7 @@ def main() -> None:
         try:
             cluster.start_backends()
             print(f"[podrun] RabbitMQ (private) 127.0.0.1:{cluster.backends.rabbit_port}, FerretDB (private) "
-                  f"127.0.0.1:{cluster.backends.ferret_port}, MariaDB 127.0.0.1:{cluster.backends.mariadb_port}, "
+                  f"127.0.0.1:{cluster.backends.ferret_port}, MariaDB (private) 127.0.0.1:{cluster.backends.mariadb_port}, "
                   f"SMTP sink 127.0.0.1:{smtp_port}", flush=True)
             for deployment in args.deployments:
                 pod = cluster.start_pod(deployment)

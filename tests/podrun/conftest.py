@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.support import ROOT, SmtpServer, free_port, mariadb_root
+from tests.support import ROOT, SmtpServer, free_port
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import podrun  # noqa: E402
@@ -89,35 +89,18 @@ def pods(rendered: list[dict]) -> Iterator[Pods]:
     mail = MailpitSink("127.0.0.1", free_port())
     mail.start()
     cluster.network.set_endpoints("mailpit", 1025, [("127.0.0.1", mail.port)])
-    admin_email = cluster.manifests.data("Secret", "auth-secret")["ADMIN_EMAIL"]
     started: list[podrun.Pod] = []
     try:
         cluster.start_backends()
-        _, _, auth_db = cluster.backends.mysql_account()
-        before = _emails(auth_db)
-        try:
-            for name in SERVICES:
-                started.append(cluster.start_pod(name))
-            for name in SERVICES:
-                cluster.pods[name].wait_probe("startup", timeout=120)
-            yield Pods(cluster, mail)
-        finally:
-            started += [pod for pod in cluster.pods.values() if pod not in started]
-            cluster.stop_pods()
-            # The accounts these tests made in the shared MariaDB database: the bootstrap admin, the users.
-            made = {e for e in _emails(auth_db) - before if e == admin_email or e.startswith("podrun-")}
-            if made:
-                quoted = ", ".join("'" + e.replace("'", "''") + "'" for e in sorted(made))
-                mariadb_root(f"DELETE FROM `{auth_db}`.`user` WHERE email IN ({quoted})")
+        for name in SERVICES:
+            started.append(cluster.start_pod(name))
+        for name in SERVICES:
+            cluster.pods[name].wait_probe("startup", timeout=120)
+        yield Pods(cluster, mail)
     finally:
-        cluster.backends.stop()
-        cluster.network.close()
+        started += [pod for pod in cluster.pods.values() if pod not in started]
+        cluster.stop()
         mail.stop()
         for pod in started:
             if pod.proc is not None and pod.proc.returncode not in (0, -15, None):
-                print(f"--- {pod.id} exited with {pod.proc.returncode}; its last 40 lines ---\n" + "\n".join(pod.lines[-40:]))
-
-
-def _emails(database: str) -> set[str]:
-    exists = mariadb_root(f"SELECT 1 FROM information_schema.tables WHERE table_schema='{database}' AND table_name='user'").strip()
-    return set(mariadb_root(f"SELECT email FROM `{database}`.`user`").split()) if exists else set()
+                print(f"--- {pod.id} exited with {pod.proc.returncode}; its last lines ---\n" + pod.tail())
