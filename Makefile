@@ -53,7 +53,7 @@ endef
 
 # The non-fault phase includes the `pods` tests (tests/podrun, one module, so one worker): each service's pod
 # run as the rendered overlay says (scripts/podrun.py, docs/podrun.md). They need root; their pods have network
-# namespaces of their own and their broker and MongoDB are private, so they run beside the rest.
+# namespaces of their own and their MariaDB, RabbitMQ and FerretDB are private, so they run beside the rest.
 test: venv infra k8s-tools cluster-tools ## unit, integration, end-to-end, pod, manifest and control-plane tests against real local servers
 	@$(call pytest,$(PY),-m "not k8s and not faults" --ignore=tests/k8s --ignore=tests/cluster $(XDIST))
 	@$(call pytest,$(PY),-m faults --ignore=tests/k8s --ignore=tests/cluster)
