@@ -11,7 +11,7 @@ import pytest
 
 from prometheus_client import CollectorRegistry
 
-from converter import convert, handler, id3
+from converter import convert, handler
 from converter.metrics import Metrics
 from mp3core.contract import Options
 from mp3core.errors import PermanentError
@@ -198,7 +198,7 @@ def test_normalize_keeps_a_requested_sample_rate(quiet_video, convert_upload):
     assert integrated_loudness(mp3) == pytest.approx(-16.0, abs=1.0)
 
 
-def test_no_normalize_by_default(quiet_video):
+def test_no_normalize_by_default():
     assert "-af" not in convert.ffmpeg_args(Path("in"), Path("out.mp3"), Options(normalize=False))
 
 
