@@ -1,5 +1,7 @@
-"""ffmpeg wrapper: extracts a video's first audio stream to an MP3 file on disk, in one ffmpeg run that also
-reports the input's format and duration (no ffprobe: its start-up alone costs 0.08 s of CPU per job).
+"""ffmpeg wrapper: extracts a video's (or an audio file's) first audio stream to an MP3 file on disk, in one ffmpeg
+run that also reports the input's format and duration (no ffprobe: its start-up alone costs 0.08 s of CPU per job),
+trimmed and loudness-normalised as the options say, or copied for an MP3 upload with nothing to re-encode; then
+finishes its tag, with a cover taken by a second, short ffmpeg run when asked for (finish_mp3).
 
 The input is hostile until proven otherwise: ffmpeg reads it only with the demuxer the gateway recognised (never
 its own probe, which would take a text file for a DASH manifest or an SDP description), through the `file`
