@@ -23,7 +23,7 @@ import pika.exceptions  # noqa: E402
 
 from mp3core import broker  # noqa: E402
 from mp3core.contract import dead_letter_exchange, dead_letter_queue, declare_queue  # noqa: E402
-from tests.support import RABBITMQ_URL, service_rabbitmq_url, unique  # noqa: E402
+from tests.support import RABBITMQ_URL, service_rabbitmq_url, unique, wait_until  # noqa: E402
 
 
 @contextmanager
@@ -116,9 +116,10 @@ def test_a_rejected_message_is_dead_lettered_by_the_broker(names: dict[str, str]
         channel.basic_reject(method.delivery_tag, requeue=False)
 
     as_user("converter", reject)
-    # Nobody but an operator (the admin account) reads a dead-letter queue.
+    # Nobody but an operator (the admin account) reads a dead-letter queue. A quorum queue dead-letters
+    # asynchronously: the message arrives a moment after the reject.
     with channel_of(RABBITMQ_URL) as channel:
-        assert get(dead_letter_queue(video))(channel) == b'{"bad": true}'
+        assert wait_until(lambda: get(dead_letter_queue(video))(channel), 10, "the dead letter") == b'{"bad": true}'
 
 
 REFUSED = [
