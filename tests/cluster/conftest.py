@@ -86,7 +86,7 @@ def rolled_out(cluster: Kubectl, applied: dict[str, subprocess.CompletedProcess[
         if result.returncode != 0:
             pytest.fail(f"apply of {overlay} failed:\n{result.stderr}", pytrace=False)
     for kind in ("deployment", "statefulset"):
-        status = cluster.run("-n", NAMESPACE, "rollout", "status", kind, "--timeout", "90s", timeout=120)
+        status = cluster.run("-n", NAMESPACE, "rollout", "status", kind, "--timeout", "60s", timeout=90)
         if status.returncode != 0:
             pytest.fail(f"{kind}s did not roll out:\n{status.stdout}{status.stderr}\n{cluster.describe_problems()}", pytrace=False)
     return cluster
