@@ -518,7 +518,7 @@ def _failure(log: str, src: Path, limits: Limits = Limits(), container: str | No
         return PermanentError("the video has no audio stream")
     for text in errors:
         if found := _NOT_ALLOWED_FORMAT.match(text):
-            return PermanentError(f"the file is not in a supported video container (it reads as {found.group(1)})")
+            return PermanentError(f"the file is not in a supported video or audio container (it reads as {found.group(1)})")
         if found := _NOT_ALLOWED_PROTOCOL.search(text):
             return PermanentError(f"the file refers to a {found.group(1)} stream; only the uploaded file is read")
     if any("Cannot allocate memory" in text for text in errors):

@@ -103,7 +103,7 @@ def test_crafted_file_fails_fast_and_reads_no_local_file(case, as_sent, secret, 
         assert reason.startswith(f"the file is not a readable video (read as {container}): ")
     else:  # probed among the accepted demuxers only: ffmpeg's own choice is refused, and named
         demuxer = {"dash-static": "dash", "dash-live": "dash", "sdp": "sdp", "tracker": "libopenmpt"}[case]
-        assert reason == f"the file is not in a supported video container (it reads as {demuxer})"
+        assert reason == f"the file is not in a supported video or audio container (it reads as {demuxer})"
 
 
 def test_the_static_dash_trick_reads_a_local_file_when_ffmpeg_probes(secret, tmp_path):
@@ -129,7 +129,11 @@ def test_a_duration_over_the_limit_fails_as_soon_as_ffmpeg_reports_it(long_flac_
     with pytest.raises(PermanentError, match=r"^the video is longer \(90 s\) than the 60 s of audio allowed$"):
         convert.to_mp3(long_flac_mkv, tmp_path / "out.mp3", on_progress=told.append, on_input=told.append,
                        container="video/x-matroska", limits=Limits(max_duration_s=60))
-    assert time.monotonic() - started < FAST_S and told == []  # stopped before any conversion was reported
+    # Progress (stdout) and the input's description (stderr) arrive on two pipes read by two threads: on a busy
+    # machine the first progress block can be read before the duration line, so a report of where ffmpeg starts
+    # may slip through, but not a report of converted audio.
+    progress = [t for t in told if isinstance(t, float)]
+    assert time.monotonic() - started < FAST_S and all(t < 1 for t in progress), told
 
 
 def _without_duration(path: Path) -> Path:

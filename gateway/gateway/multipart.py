@@ -173,7 +173,7 @@ def _start(head: bytes, upload: ReceivedVideo, *, storage: VideoStorage, metadat
         raise BadRequest("the uploaded file is empty")
     content_type = sniff(head[:SNIFF_BYTES])
     if content_type is None:
-        raise UnsupportedMediaType("the file is not a supported video container")
+        raise UnsupportedMediaType("the file is not a supported video or audio file")
     upload.content_type = content_type
     writer = storage.open_video_upload(upload.filename, {**metadata, "content_type": content_type})
     try:

@@ -186,14 +186,14 @@ BAD_UPLOADS = [
         _body([("file", "a.mp4", b"%PDF-1.7\n" + b"x" * 2000)]),
         MULTIPART,
         415,
-        "the file is not a supported video container",
+        "the file is not a supported video or audio file",
     ),
     (
         "tiny-non-video",
         _body([("file", "a.mp4", b"G")]),
         MULTIPART,
         415,
-        "the file is not a supported video container",
+        "the file is not a supported video or audio file",
     ),
     ("garbage-body", b"this is not multipart at all", MULTIPART, 400, "malformed multipart body"),
     (

@@ -74,9 +74,9 @@ def run(mongo_db, message: dict, tmp_path: Path) -> dict | None:
 
 @pytest.mark.parametrize(("case", "container", "reason"), [
     ("dash", "video/mp4", "the file is not a readable video (read as video/mp4): "),
-    ("dash", None, "the file is not in a supported video container (it reads as dash)"),
+    ("dash", None, "the file is not in a supported video or audio container (it reads as dash)"),
     ("tracker", "video/ogg", "the file is not a readable video (read as video/ogg): "),
-    ("tracker", None, "the file is not in a supported video container (it reads as libopenmpt)"),
+    ("tracker", None, "the file is not in a supported video or audio container (it reads as libopenmpt)"),
 ])
 def test_crafted_upload_ends_failed_within_seconds_with_no_mp3(mongo_db, secret, tmp_path, case, container, reason):
     message = queue_job(mongo_db, dash_naming(secret) if case == "dash" else tracker_bomb())
