@@ -46,6 +46,16 @@ class Publisher:
         self._channel: BlockingChannel | None = None
         self._migration_retry_at: float | None = None  # the queue is still being migrated: try again then
 
+    def prepare(self) -> None:
+        """Connects and declares now (migrating a classic `video` queue of an earlier version) instead of at
+        the first upload; a broker that is down is left for that upload to find."""
+        with self._lock:
+            try:
+                self._ensure_channel()
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                log.warning("RabbitMQ not reachable at start (%r); connecting at the first upload", exc)
+                self._reset()
+
     def publish(self, message: dict) -> None:
         """Publish and wait for the broker's confirm; raise ServiceUnavailable when it is not stored."""
         body = json.dumps(message).encode("utf-8")
@@ -90,6 +100,7 @@ class Publisher:
             return self._channel
         self._reset()
         self._connection = self._brokers.connect(self._connect)
+        log.info("connected to RabbitMQ")
         self._ensure_topology(self._connection)
         channel = self._connection.channel()
         channel.confirm_delivery()

@@ -106,6 +106,21 @@ def test_connects_lazily(broker, publisher):
     assert broker.connects == 0
 
 
+def test_prepare_connects_and_declares_without_publishing(broker, publisher):
+    publisher.prepare()
+    assert broker.connects == 1 and broker.declared and broker.published == []
+    publisher.publish(MESSAGE)
+    assert broker.connects == 1  # the prepared connection is used
+
+
+def test_prepare_leaves_a_broker_that_is_down_to_the_first_upload(broker, publisher):
+    broker.connect_error = pika.exceptions.AMQPConnectionError("refused")
+    publisher.prepare()  # no exception: the gateway starts anyway
+    broker.connect_error = None
+    publisher.publish(MESSAGE)
+    assert len(broker.published) == 1
+
+
 def test_publish_declares_the_quorum_queue_and_its_exchange_exactly_as_the_contract(broker, publisher):
     publisher.publish(MESSAGE)
 
