@@ -34,6 +34,18 @@ graceful_timeout = 30
 # No runtime control socket: nothing in a pod uses it and the root filesystem is read-only.
 control_socket_disable = True
 
+
+
+def post_worker_init(worker) -> None:
+    """Connects to the broker as soon as the worker runs, in the background (a greenlet: the worker is gevent's),
+    so a classic `video` queue of an earlier version is migrated at start, not at the first upload (the
+    converter waits for that, docs/broker.md)."""
+    import threading
+
+    threading.Thread(target=worker.wsgi.extensions["gateway"].publisher.prepare, name="broker-prepare",
+                     daemon=True).start()
+
+
 accesslog = "-"
 errorlog = "-"
 # gunicorn's own lines in the same JSON schema as the app's.
