@@ -115,9 +115,11 @@ def migrate(connection: Any, queue: str) -> None:
         if exc.reply_code == RESOURCE_LOCKED:
             raise MigrationPending(f"another process is migrating {queue}") from None
         raise
+    channels = [lock_channel]  # all closed at the end: a migration retried for hours must not pile them up
     try:
         log.warning("migrating the classic queue %s to a quorum queue", queue)
         channel = connection.channel()
+        channels.append(channel)
         channel.confirm_delivery()
         holding = upgrade_queue(queue)
         channel.exchange_declare(exchange(queue), "direct", durable=True)
@@ -135,14 +137,13 @@ def migrate(connection: Any, queue: str) -> None:
                 raise MigrationPending(f"{queue} got a message or a consumer while it was moved") from None
             raise
         channel = connection.channel()
+        channels.append(channel)
         channel.confirm_delivery()
         channel.queue_declare(queue, durable=True, arguments=queue_arguments(queue))
         _swap_back(channel, queue)
         log.warning("%s is a quorum queue now (%d messages moved)", queue, moved)
     finally:
-        if lock_channel.is_open:
-            lock_channel.queue_delete(upgrade_lock(queue))
-            lock_channel.close()
+        _release(lock_channel, queue, channels)
 
 
 def _swap_back(channel: Any, queue: str) -> None:
@@ -172,8 +173,10 @@ def _finish_interrupted(connection: Any, queue: str) -> None:
         if exc.reply_code == RESOURCE_LOCKED:
             return  # its migrator is at work
         raise
+    channels = [lock_channel]
     try:
         channel = connection.channel()
+        channels.append(channel)
         channel.confirm_delivery()
         try:
             channel.queue_declare(upgrade_queue(queue), passive=True)
@@ -184,9 +187,16 @@ def _finish_interrupted(connection: Any, queue: str) -> None:
         log.warning("finishing an interrupted migration of %s", queue)
         _swap_back(channel, queue)
     finally:
-        if lock_channel.is_open:
-            lock_channel.queue_delete(upgrade_lock(queue))
-            lock_channel.close()
+        _release(lock_channel, queue, channels)
+
+
+def _release(lock_channel: Any, queue: str, channels: list[Any]) -> None:
+    """Gives the lock back and closes the migration's channels (the broker does both if the connection went)."""
+    if lock_channel.is_open:
+        lock_channel.queue_delete(upgrade_lock(queue))
+    for channel in channels:
+        if channel.is_open:
+            channel.close()
 
 
 def _move(channel: Any, source: str, queue: str) -> int:
