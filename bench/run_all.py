@@ -14,7 +14,8 @@ import common as c
 HERE = Path(__file__).resolve().parent
 # name -> script; `run_all.py convert e2e` runs a subset.
 BENCHMARKS = {"convert": "bench_convert.py", "transfer": "bench_transfer.py", "e2e": "bench_e2e.py",
-              "profile": "profile_steps.py", "slow_clients": "bench_slow_clients.py"}
+              "profile": "profile_steps.py", "slow_clients": "bench_slow_clients.py",
+              "mp3_copy": "bench_mp3_copy.py", "capacity": "bench_capacity.py"}
 
 
 def main(argv: list[str]) -> int:

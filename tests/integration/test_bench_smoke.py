@@ -21,7 +21,7 @@ pytest.importorskip("moviepy", reason="bench/requirements.txt is not installed (
 if not (shutil.which("py-spy") or Path(sys.executable).with_name("py-spy").exists()):
     pytest.skip("py-spy from bench/requirements.txt is not installed", allow_module_level=True)
 
-BENCHMARKS = ("convert", "transfer", "e2e", "profile", "slow_clients")
+BENCHMARKS = ("convert", "transfer", "e2e", "profile", "slow_clients", "mp3_copy", "capacity")
 
 
 def test_every_benchmark_runs_and_measures_every_target(servers, tmp_path):
@@ -40,8 +40,14 @@ def test_every_benchmark_runs_and_measures_every_target(servers, tmp_path):
         assert [t["name"] for t in doc["targets"] if t["value"] is None] == []
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
     assert summary["failed"] == []
-    assert {row["benchmark"] for row in summary["targets"]} == {"convert", "transfer", "e2e", "slow_clients"}
+    assert {row["benchmark"] for row in summary["targets"]} == {"convert", "transfer", "e2e", "slow_clients", "mp3_copy"}
 
     [row] = json.loads((tmp_path / "results" / "slow_clients.json").read_text())["rows"]
     assert row["healthz_loaded"]["samples"] > 0 and row["healthz_loaded"]["failures"] == []
     assert row["slow_connections"]["bodies_answered_early"] == 0  # every trickling body was being read
+
+    copy = json.loads((tmp_path / "results" / "mp3_copy.json").read_text())
+    assert [row["approach"] for row in copy["rows"]] == ["copy", "re-encode", "video"]
+    assert all(row["cpu_s"] is not None and row["runs"] for row in copy["rows"])
+    capacity = json.loads((tmp_path / "results" / "capacity.json").read_text())
+    assert capacity["figures"] and None not in capacity["figures"].values()
