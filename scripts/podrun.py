@@ -951,7 +951,8 @@ class Backends:
                "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"), "RABBITMQ_CONFIG_FILES": str(confd),
                "RABBITMQ_CONFIG_FILE": str(base / "none"), "RABBITMQ_DIST_PORT": str(self.free_port()),
                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1"}
-        self._rabbit = subprocess.Popen([str(self.RABBIT_BIN / "rabbitmq-server")], env=env, stdin=subprocess.DEVNULL,
+        # Its own folder as working directory: an Erlang crash dump (MnesiaCore.*) lands there, not in the repository.
+        self._rabbit = subprocess.Popen([str(self.RABBIT_BIN / "rabbitmq-server")], env=env, cwd=base, stdin=subprocess.DEVNULL,
                                         stdout=(base / "log" / "stdout.log").open("wb"), stderr=subprocess.STDOUT,
                                         start_new_session=True)
         _wait(lambda: self._rabbit.poll() is not None or _port_open(self.rabbit_port), 120, "the private RabbitMQ")
