@@ -12,6 +12,7 @@ import pymongo
 from bson import ObjectId
 from bson.errors import InvalidId
 from gridfs.errors import NoFile
+from pymongo import ReadPreference
 from mp3core.errors import NotFound
 from mp3core.gridchunks import ChunkReader, ChunkWriter, delete_file
 from pymongo.database import Database
@@ -92,8 +93,12 @@ class Storage:
         return total
 
     def ping(self) -> None:
-        """Raise pymongo's ConnectionFailure when MongoDB cannot be reached (readiness probe)."""
-        self._db.command("ping")
+        """Raise pymongo's ConnectionFailure when no MongoDB member can be reached (readiness probe).
+
+        Any member will do: during a replica set's election there is no primary for a few seconds, and a
+        gateway that went unready then would take every gateway out of the Service at once, leaving users the
+        ingress's own 503 page instead of this service's quick 503 JSON for the uploads that need a primary."""
+        self._db.command("ping", read_preference=ReadPreference.PRIMARY_PREFERRED)
 
     def _delete(self, bucket: str, fid: str) -> None:
         """Delete a file's chunks and its files document; a missing file is not an error."""
