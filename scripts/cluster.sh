@@ -297,7 +297,7 @@ up() {
 
 down() {
   local name pid pids=()
-  # All at once: every component shuts down in 1 to 3 s, and nothing of this throw-away state needs an order.
+  # All at once: every component shuts down in 1 to 3 s, and nothing here needs an order.
   for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
     pid="$(cat "$(pidfile "$name")" 2>/dev/null)" || continue
     if kill -0 "$pid" 2>/dev/null; then
@@ -307,7 +307,8 @@ down() {
     rm -f "$(pidfile "$name")"
   done
   for pid in "${pids[@]}"; do
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # At most 5 s: the API server can wait much longer for open watches to end, and this state is throw-away.
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL -- "-$pid" 2>/dev/null || true
   done
   if [ "${1:-}" = "--purge" ]; then

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 from typing import Iterator
 
 import pytest
@@ -15,8 +16,8 @@ from tests.cluster.support import BIN, NAMESPACE, ROOT, Kubectl, overlay_dirs, r
 from tests.support import free_port
 
 SCRIPT = ROOT / "scripts" / "cluster.sh"
-# One control plane per pytest process (xdist workers included), beside one from `make cluster-up`.
-STATE = ROOT / ".state" / f"cluster-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+# Control planes per pytest process (xdist workers included), beside one from `make cluster-up`.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kwok-stages.yaml", "keda-crds.yaml")
 
 
@@ -25,16 +26,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name == "test_rolling_update.py")
 
 
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Kubectl]:
-    """The control plane, started once for the session and stopped after it (logs stay in .state/cluster-test-*)."""
-    missing = [name for name in REQUIRED if not (BIN / name).exists()]
+@contextmanager
+def control_plane(name: str) -> Iterator[Kubectl]:
+    """A control plane of its own (state folder .state/<name>, free ports), stopped on exit; its logs stay."""
+    missing = [binary for binary in REQUIRED if not (BIN / binary).exists()]
     if missing:
         pytest.fail(f"not built: {', '.join(missing)} in {BIN}; run `make cluster-tools` (scripts/cluster.sh build)", pytrace=False)
-    shutil.rmtree(STATE, ignore_errors=True)
+    state = ROOT / ".state" / name
+    shutil.rmtree(state, ignore_errors=True)
     env = {
         **os.environ,
-        "CLUSTER_STATE": str(STATE),
+        "CLUSTER_STATE": str(state),
         "CLUSTER_BIN": str(BIN),
         "CLUSTER_API_PORT": str(free_port()),
         "CLUSTER_ETCD_PORT": str(free_port()),
@@ -44,10 +46,32 @@ def cluster() -> Iterator[Kubectl]:
     try:
         if started.returncode != 0:
             pytest.fail(f"scripts/cluster.sh up failed:\n{started.stderr}", pytrace=False)
-        yield Kubectl(STATE / "kubeconfig", STATE / "kube-cache")
+        yield Kubectl(state / "kubeconfig", state / "kube-cache")
     finally:
         subprocess.run([str(SCRIPT), "down"], env=env, capture_output=True, text=True, timeout=120, check=False)
-        shutil.rmtree(STATE / "etcd", ignore_errors=True)
+        shutil.rmtree(state / "etcd", ignore_errors=True)
+
+
+def install_keda_crds(cluster: Kubectl) -> None:
+    crds = cluster.run("apply", "--server-side", "-f", str(BIN / "keda-crds.yaml"))
+    assert crds.returncode == 0, crds.stderr
+    established = cluster.run("wait", "--for", "condition=Established", "--timeout", "60s", "-f", str(BIN / "keda-crds.yaml"))
+    assert established.returncode == 0, established.stderr
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Kubectl]:
+    """The session's control plane, started once and stopped after the session."""
+    with control_plane(f"cluster-test-{WORKER}") as kubectl:
+        yield kubectl
+
+
+@pytest.fixture
+def own_cluster(request: pytest.FixtureRequest) -> Iterator[Kubectl]:
+    """A fresh control plane for one test, with KEDA's CRDs."""
+    with control_plane(f"cluster-test-{WORKER}-{request.node.name}".replace("[", "-").replace("]", "")) as kubectl:
+        install_keda_crds(kubectl)
+        yield kubectl
 
 
 @pytest.fixture(scope="session")
@@ -55,10 +79,7 @@ def dry_runs(cluster: Kubectl) -> dict[str, subprocess.CompletedProcess[str]]:
     """Every overlay applied with --dry-run=server to the empty control plane (KEDA's CRDs and the overlays'
     namespaces only), as a first deployment would be: before anything else is applied, so that no overlay
     is judged as an update of another one (a StatefulSet's serviceName, for one, cannot change)."""
-    crds = cluster.run("apply", "--server-side", "-f", str(BIN / "keda-crds.yaml"))
-    assert crds.returncode == 0, crds.stderr
-    established = cluster.run("wait", "--for", "condition=Established", "--timeout", "60s", "-f", str(BIN / "keda-crds.yaml"))
-    assert established.returncode == 0, established.stderr
+    install_keda_crds(cluster)
     namespaces = [d for overlay in overlay_dirs() for d in render(overlay) if d["kind"] == "Namespace"]
     created = cluster.run("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(namespaces))
     assert created.returncode == 0, created.stderr

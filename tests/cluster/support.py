@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -93,3 +94,16 @@ def find(docs: list[Doc], kind: str, name: str) -> Doc:
     matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(matches) == 1, f"expected exactly one {kind}/{name}, found {len(matches)}"
     return matches[0]
+
+
+def eventually(check: Callable[[], None], timeout: float = 60) -> None:
+    """Controllers catch up asynchronously: retry the assertions until they hold or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

@@ -101,7 +101,7 @@ def test_a_non_compliant_deployment_gets_no_pods(applied: object, cluster: Kubec
         assert created.returncode == 0, created.stderr
         assert any("would violate PodSecurity" in line for line in warnings(created.stderr)), created.stderr
 
-        rollout = cluster.run("-n", NAMESPACE, "rollout", "status", f"deployment/{name}", "--timeout", "10s", timeout=30)
+        rollout = cluster.run("-n", NAMESPACE, "rollout", "status", f"deployment/{name}", "--timeout", "5s", timeout=30)
         assert rollout.returncode != 0, rollout.stdout
 
         deadline = time.monotonic() + 30

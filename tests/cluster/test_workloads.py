@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from typing import Callable
-
 import pytest
 
-from tests.cluster.support import Doc, Kubectl, find, ready, render, selects
+from tests.cluster.support import Doc, Kubectl, eventually, find, ready, render, selects
 
 pytestmark = pytest.mark.cluster
 
 
 def workloads() -> list[Doc]:
     return [d for d in render("minikube-keda") if d["kind"] in ("Deployment", "StatefulSet")]
-
-
-def eventually(check: Callable[[], None], timeout: float = 60) -> None:
-    """Controllers catch up asynchronously: retry the assertions until they hold or time runs out."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            check()
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def test_every_workload_of_the_overlay_exists_and_is_rolled_out(rolled_out: Kubectl) -> None:
