@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 from pathlib import Path
 
@@ -15,28 +13,10 @@ from converter import convert, handler
 from converter.metrics import Metrics
 from mp3core.contract import Options
 from mp3core.errors import PermanentError
+from tests.media import decoded_seconds, ffmpeg, integrated_loudness, probe
 
 VIDEO_FID = "65a1b2c3d4e5f60718293a4b"
 JOB_ID = "0123456789abcdef0123456789abcdef"
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True, timeout=120)
-
-
-def probe(path: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-                          str(path)], capture_output=True, check=True, timeout=60).stdout
-    return json.loads(out)
-
-
-def decoded_seconds(path: Path) -> float:
-    """The audio's length as decoded (the MP3 decoder drops the encoder's delay and padding; ffprobe's format
-    duration counts whole frames)."""
-    out = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "null",
-                          "-progress", "pipe:1", "-"], capture_output=True, text=True, check=True, timeout=60).stdout
-    return max(convert.parse_out_time(line.split("=", 1)[1]) or 0 for line in out.splitlines()
-               if line.startswith("out_time="))
 
 
 @pytest.fixture(scope="module")
@@ -163,15 +143,6 @@ def test_a_start_past_the_end_of_an_input_of_unknown_length_fails_too(media, con
 
 
 # --- loudness ---------------------------------------------------------------------------------------------
-
-def integrated_loudness(path: Path) -> float:
-    """ffmpeg's EBU R128 meter (ebur128): the integrated loudness of the whole file, in LUFS."""
-    err = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-i", str(path), "-map", "0:a:0",
-                          "-af", "ebur128", "-f", "null", "-"], capture_output=True, text=True, check=True,
-                         timeout=120).stderr
-    summary = err[err.rindex("Summary:"):]
-    return float(re.search(r"I:\s+(-?[0-9.]+) LUFS", summary).group(1))
-
 
 @pytest.fixture(scope="module")
 def quiet_video(media) -> Path:

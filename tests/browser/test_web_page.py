@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import requests
 from tests.browser.conftest import ARTIFACTS, UPLOAD_LIMIT_MB
 from tests.e2e.conftest import Stack, make_clip
 from tests.support import wait_until
+from tests.media import probe
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -122,15 +121,6 @@ def policy_violations(driver) -> list[str]:
     return [entry["message"] for entry in driver.get_log("browser")
             if "Content Security Policy" in entry["message"] or "TrustedHTML" in entry["message"]
             or "Trusted Type" in entry["message"]]
-
-
-def probe(path: Path) -> dict:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=format_name,duration:stream=codec_name,channels",
-         "-of", "json", str(path)],
-        check=True, capture_output=True, text=True, timeout=60,
-    ).stdout
-    return json.loads(out)
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ MP3 copy path; bad options are a 400 naming the field."""
 
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 from pathlib import Path
 
@@ -12,32 +10,9 @@ import pytest
 import requests
 
 from tests.e2e.conftest import bearer
+from tests.media import decoded_seconds, ffmpeg, integrated_loudness, probe
 
 pytestmark = pytest.mark.e2e
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True, timeout=120)
-
-
-def probe(path: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-                          str(path)], capture_output=True, check=True, timeout=60).stdout
-    return json.loads(out)
-
-
-def decoded_seconds(path: Path) -> float:
-    out = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "null",
-                          "-progress", "pipe:1", "-"], capture_output=True, text=True, check=True, timeout=60).stdout
-    times = re.findall(r"^out_time=(\d+):(\d+):([\d.]+)$", out, re.M)
-    return max(int(h) * 3600 + int(m) * 60 + float(s) for h, m, s in times)
-
-
-def integrated_loudness(path: Path) -> float:
-    err = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-i", str(path), "-map", "0:a:0",
-                          "-af", "ebur128", "-f", "null", "-"], capture_output=True, text=True, check=True,
-                         timeout=120).stderr
-    return float(re.search(r"I:\s+(-?[0-9.]+) LUFS", err[err.rindex("Summary:"):]).group(1))
 
 
 def audio_md5(path: Path) -> str:

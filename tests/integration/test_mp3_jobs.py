@@ -3,7 +3,6 @@ the stored MP3 say afterwards (trimmed duration, tags, cover, the copy of an MP3
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import uuid
@@ -25,18 +24,9 @@ from converter.metrics import Metrics  # noqa: E402
 from converter.storage import Bucket  # noqa: E402
 from mp3core.contract import Options, VideoMessage  # noqa: E402
 from mp3core.errors import PermanentError  # noqa: E402
+from tests.media import ffmpeg, probe  # noqa: E402
 
 OWNER = "alice@example.com"
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True, timeout=120)
-
-
-def probe(path: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-                          str(path)], capture_output=True, check=True, timeout=60).stdout
-    return json.loads(out)
 
 
 def queue_job(mongo_db, source: Path, filename: str, container: str, options: Options) -> dict:
