@@ -16,10 +16,10 @@ import pytest
 
 from tests.k8s.support import (
     CHECKOV, DEFAULT_OVERLAY, HA_OVERLAY, KEDA_OVERLAY, ROOT, TOOLS_HINT, Doc, container_env, containers, data_values,
-    find, load_config, run_checkov, workloads,
+    find, load_config, run_checkov,
 )
 from tests.k8s.test_checkov import ALLOWED_SKIPS
-from tests.k8s.test_network import DESIGN_FLOWS, EXTERNAL_NAMESPACES, KEDA_FLOWS, allows
+from tests.k8s.test_network import DESIGN_FLOWS, KEDA_FLOWS, allowed_flows
 
 pytestmark = pytest.mark.k8s
 
@@ -267,21 +267,7 @@ def test_the_bootstrap_job_runs_restricted_with_the_root_credentials(ha: list[Do
 # --- network and checkov ---------------------------------------------------------------------------------------
 
 def test_only_the_design_flows_and_the_cluster_flows_are_allowed(ha: list[Doc]) -> None:
-    policies = [d for d in ha if d["kind"] == "NetworkPolicy"]
-    pods = {w["metadata"]["name"]: w["spec"]["template"]["metadata"]["labels"]
-            for w in [*workloads(ha), *(d for d in ha if d["kind"] == "Job")]}
-    ports = {p["containerPort"] for w in workloads(ha) for c in containers(w) for p in c.get("ports", [])}
-    flows = set()
-    for dst, dst_labels in pods.items():
-        for port in ports:
-            for src, src_labels in pods.items():
-                if (allows(policies, "egress", src_labels, "mp3converter", dst_labels, port)
-                        and allows(policies, "ingress", dst_labels, "mp3converter", src_labels, port)):
-                    flows.add((src, dst, port))
-            for namespace, labels in EXTERNAL_NAMESPACES.items():
-                if allows(policies, "ingress", dst_labels, namespace, labels, port):
-                    flows.add((namespace, dst, port))
-    assert flows == DESIGN_FLOWS | KEDA_FLOWS | HA_FLOWS
+    assert allowed_flows(ha) == DESIGN_FLOWS | KEDA_FLOWS | HA_FLOWS
 
 
 def test_checkov_passes_the_ha_overlay_with_only_the_known_skips(render, tmp_path: Path) -> None:

@@ -80,8 +80,11 @@ def allows(policies: list[Doc], direction: str, own: dict[str, str], peer_ns: st
 
 
 def allowed_flows(docs: list[Doc]) -> set[tuple[str, str, int]]:
+    """(source, destination, port) for every flow the policies allow between the workloads' and Jobs' pods, and
+    from the external namespaces; the ports are those the workloads declare."""
     policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
-    pods = {w["metadata"]["name"]: w["spec"]["template"]["metadata"]["labels"] for w in workloads(docs)}
+    pods = {w["metadata"]["name"]: w["spec"]["template"]["metadata"]["labels"]
+            for w in [*workloads(docs), *(d for d in docs if d["kind"] == "Job")]}
     ports = {p["containerPort"] for w in workloads(docs) for c in w["spec"]["template"]["spec"]["containers"]
              for p in c.get("ports", [])}
     flows = set()
