@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -16,8 +17,9 @@ from tests.cluster.support import BIN, NAMESPACE, ROOT, Kubectl, overlay_dirs, r
 from tests.support import free_port
 
 SCRIPT = ROOT / "scripts" / "cluster.sh"
-# Control planes per pytest process (xdist workers included), beside one from `make cluster-up`.
-WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+# Each pytest process (an xdist worker, another session in the same tree) has its own control planes,
+# beside one from `make cluster-up`; after a run only their logs stay, under .state/cluster-test/.
+RUNS = ROOT / ".state" / "cluster-test"
 REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kwok-stages.yaml", "keda-crds.yaml")
 
 
@@ -28,12 +30,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @contextmanager
 def control_plane(name: str) -> Iterator[Kubectl]:
-    """A control plane of its own (state folder .state/<name>, free ports), stopped on exit; its logs stay."""
+    """A control plane of its own (its state folder, free ports), stopped on exit; its logs stay."""
     missing = [binary for binary in REQUIRED if not (BIN / binary).exists()]
     if missing:
         pytest.fail(f"not built: {', '.join(missing)} in {BIN}; run `make cluster-tools` (scripts/cluster.sh build)", pytrace=False)
-    state = ROOT / ".state" / name
-    shutil.rmtree(state, ignore_errors=True)
+    # Earlier runs' logs go once their pytest process is gone.
+    for earlier in RUNS.glob("*-*"):
+        pid = earlier.name.split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(earlier, ignore_errors=True)
+    state = RUNS / f"{os.getpid()}-{name}"
     env = {
         **os.environ,
         "CLUSTER_STATE": str(state),
@@ -42,14 +48,18 @@ def control_plane(name: str) -> Iterator[Kubectl]:
         "CLUSTER_ETCD_PORT": str(free_port()),
         "CLUSTER_ETCD_PEER_PORT": str(free_port()),
     }
-    started = subprocess.run([str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=300, check=False)
     try:
+        started = subprocess.run([str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=300, check=False)
         if started.returncode != 0:
             pytest.fail(f"scripts/cluster.sh up failed:\n{started.stderr}", pytrace=False)
         yield Kubectl(state / "kubeconfig", state / "kube-cache")
     finally:
         subprocess.run([str(SCRIPT), "down"], env=env, capture_output=True, text=True, timeout=120, check=False)
-        shutil.rmtree(state / "etcd", ignore_errors=True)
+        for left in state.iterdir() if state.exists() else ():
+            if left.is_dir() and left.name != "logs":
+                shutil.rmtree(left)
+            elif left.is_file():
+                left.unlink()
 
 
 def install_keda_crds(cluster: Kubectl) -> None:
@@ -62,14 +72,14 @@ def install_keda_crds(cluster: Kubectl) -> None:
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Kubectl]:
     """The session's control plane, started once and stopped after the session."""
-    with control_plane(f"cluster-test-{WORKER}") as kubectl:
+    with control_plane("session") as kubectl:
         yield kubectl
 
 
 @pytest.fixture
 def own_cluster(request: pytest.FixtureRequest) -> Iterator[Kubectl]:
     """A fresh control plane for one test, with KEDA's CRDs."""
-    with control_plane(f"cluster-test-{WORKER}-{request.node.name}".replace("[", "-").replace("]", "")) as kubectl:
+    with control_plane(request.node.name.replace("[", "-").replace("]", "")) as kubectl:
         install_keda_crds(kubectl)
         yield kubectl
 
