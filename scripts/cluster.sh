@@ -52,7 +52,7 @@ find_go() {
   if ! command -v "$gobin" >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
       log "no go: installing Debian's golang-go to fetch $GO_TOOLCHAIN with"
-      apt-get install -y -qq golang-go >/dev/null
+      apt-get install -y -qq golang-go >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq golang-go >/dev/null; }
       gobin=go
     else
       die "no go found: install Go >= 1.21 (it fetches $GO_TOOLCHAIN itself), or set GO=/path/to/go"
