@@ -27,7 +27,7 @@ $(VENV)/.installed: requirements-dev.txt mp3core/requirements.txt mp3core/pyproj
 
 venv: $(VENV)/.installed ## dev virtualenv with every service's pinned requirements and the test tools
 
-infra: ## install (when missing) and start RabbitMQ, MariaDB, FerretDB under .state/; idempotent
+infra: ## install (when missing) and start RabbitMQ, MariaDB, FerretDB under .state/; idempotent; INFRA_RABBITMQ_NODES=3: a three-node RabbitMQ cluster
 	scripts/infra.sh up
 
 infra-stop: ## stop the servers `make infra` started
