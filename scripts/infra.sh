@@ -117,7 +117,9 @@ EOF
             RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_CONFIG_FILE="$dir/rabbitmq" \
             RABBITMQ_DIST_PORT="$((RABBITMQ_DIST_PORT + $1 - 1))" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
         log "starting RabbitMQ $node on port $port"
-        # Run the server scripts directly (not Debian's su wrapper) so the state folder's owner runs it.
+        # Run the server scripts directly (not Debian's su wrapper) so the state folder's owner runs it; from its
+        # state folder, where Erlang writes crash dumps (MnesiaCore.*, erl_crash.dump) into the working directory.
+        cd "$dir"
         "$RABBIT_BIN/rabbitmq-server" -detached >"$dir/log/startup.log" 2>&1
     )
     wait_for 120 "RabbitMQ pid file" test -s "$dir/rabbitmq.pid"
