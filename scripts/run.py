@@ -141,7 +141,7 @@ class Backoff:
 
     def next_delay(self, up_s: float) -> float:
         self.exits = 1 if up_s >= self.STABLE_S else self.exits + 1
-        return min(self.MAX_S, self.FIRST_S * 2 ** (self.exits - 1))
+        return min(self.MAX_S, self.FIRST_S * 2 ** min(self.exits - 1, 32))  # a float overflows past 2**1023
 
 
 def supervise(services: list[Service], stopping: Callable[[], bool], clock: Callable[[], float] = time.monotonic) -> None:

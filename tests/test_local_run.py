@@ -60,6 +60,7 @@ def test_dev_placeholders_say_so_and_jwt_secret_is_long_enough():
 def test_restart_delays_double_up_to_a_cap_and_start_over_after_a_stable_run():
     backoff = run.Backoff()
     assert [backoff.next_delay(up_s=2) for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    assert {backoff.next_delay(up_s=2) for _ in range(1100)} == {30}  # a crash loop for hours stays capped
     assert backoff.next_delay(up_s=run.Backoff.STABLE_S) == 1  # it had been up a while: a fresh crash
     assert backoff.next_delay(up_s=0.5) == 2
 

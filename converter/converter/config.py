@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mp3core.contract import MP3_QUEUE, VIDEO_QUEUE
+from mp3core.contract import DELIVERY_LIMIT, MP3_QUEUE, VIDEO_QUEUE
 from mp3core.settings import ConfigError, ConsumerSettings, Env
 
 # Every variable this service reads; the ConfigMap and the README's table list the same names.
@@ -44,7 +44,9 @@ class Settings(ConsumerSettings):
             **ConsumerSettings.read(env, metrics_port=9101, shutdown_grace_s=50),
             video_queue=env.str("VIDEO_QUEUE", VIDEO_QUEUE),
             mp3_queue=env.str("MP3_QUEUE", MP3_QUEUE),
-            max_attempts=env.int("MAX_ATTEMPTS", 3, 1, 100),
+            # Below the queue's delivery limit: a converter dying with the message that often makes the broker
+            # dead-letter it, and the job would never be marked failed.
+            max_attempts=env.int("MAX_ATTEMPTS", 3, 1, DELIVERY_LIMIT - 1),
             work_dir=work_dir,
             mp3_ttl_hours=env.int("MP3_TTL_HOURS", 24, 1, 24 * 366),
             job_retention_days=env.int("JOB_RETENTION_DAYS", 30, 1, 3660),

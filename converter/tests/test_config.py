@@ -62,7 +62,8 @@ def test_credentials_stay_out_of_repr():
 @pytest.mark.parametrize(("env", "message"), [
     ({"METRICS_PORT": "http"}, "METRICS_PORT must be an integer, got 'http'"),
     ({"METRICS_PORT": "0"}, "METRICS_PORT must be between 1 and 65535, got 0"),
-    ({"MAX_ATTEMPTS": "0"}, "MAX_ATTEMPTS must be between 1 and 100, got 0"),
+    ({"MAX_ATTEMPTS": "0"}, "MAX_ATTEMPTS must be between 1 and 9, got 0"),
+    ({"MAX_ATTEMPTS": "10"}, "MAX_ATTEMPTS must be between 1 and 9, got 10"),  # the queue's delivery limit
     ({"MAX_ATTEMPTS": "2.5"}, "MAX_ATTEMPTS must be an integer, got '2.5'"),
     ({"MONGO_URI": "postgres://db/x"}, "MONGO_URI must start with mongodb:// or mongodb+srv://"),
     ({"MONGO_URI": "mongodb://db:27017"}, "MONGO_URI must name the database in its path"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import pika
 import pika.exceptions
@@ -78,6 +77,31 @@ def upgrade_lock(queue: str) -> str:
     return queue + ".upgrade-lock"
 
 
+def classic_arguments(queue: str) -> dict[str, Any]:
+    """The declare arguments of `queue` as the version before quorum queues made it (classic, dead-lettering
+    through the default exchange to `<queue>.dlq`): the only queue migrate() moves."""
+    return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue + ".dlq"}
+
+
+def is_classic(connection: Any, queue: str) -> bool:
+    """Whether `queue` exists as the earlier version's classic queue: a declare with its exact arguments is
+    accepted. Anything else refused (a quorum queue with other arguments, say) is not ours to move."""
+    try:
+        _on_channel(connection, lambda channel: channel.queue_declare(queue, durable=True, passive=True))
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == NOT_FOUND:
+            return False
+        raise
+    try:
+        _on_channel(connection, lambda channel: channel.queue_declare(queue, durable=True,
+                                                                      arguments=classic_arguments(queue)))
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == PRECONDITION_FAILED:
+            return False
+        raise
+    return True
+
+
 def ensure(connection: Any, queue: str, *, publish: bool, consume: bool) -> None:
     """Declares `queue`'s topology for this role (contract.declare_queue), migrating a classic queue of an
     earlier version first when this role may (a publisher: it may write to the queue's exchange).
@@ -89,6 +113,11 @@ def ensure(connection: Any, queue: str, *, publish: bool, consume: bool) -> None
     except pika.exceptions.ChannelClosedByBroker as exc:
         if exc.reply_code != PRECONDITION_FAILED:
             raise
+        if not is_classic(connection, queue):
+            # Not the earlier version's queue (e.g. a quorum queue declared with other arguments): moving it
+            # would feed its own messages back to itself forever. An operator has to look.
+            raise RuntimeError(f"{queue} exists with other arguments than this version declares "
+                               f"{queue_arguments(queue)} and is not the earlier classic queue: not migrating it")
         if not publish:
             raise MigrationPending(f"{queue} is still a classic queue; its publishers move it to a quorum queue") from None
         migrate(connection, queue)
@@ -117,6 +146,8 @@ def migrate(connection: Any, queue: str) -> None:
         raise
     channels = [lock_channel]  # all closed at the end: a migration retried for hours must not pile them up
     try:
+        if not is_classic(connection, queue):  # migrated by the lock's holder before us
+            raise MigrationPending(f"{queue} was migrated meanwhile")
         log.warning("migrating the classic queue %s to a quorum queue", queue)
         channel = connection.channel()
         channels.append(channel)
@@ -125,7 +156,8 @@ def migrate(connection: Any, queue: str) -> None:
         channel.exchange_declare(exchange(queue), "direct", durable=True)
         channel.queue_declare(holding, durable=True, arguments={"x-queue-type": "quorum"})
         channel.queue_bind(holding, exchange(queue), routing_key=queue)
-        moved = _move(channel, queue, queue)
+        waiting = channel.queue_declare(queue, passive=True).method.message_count
+        moved = _move(channel, queue, queue, limit=waiting)
         state = channel.queue_declare(queue, passive=True).method
         if state.consumer_count:
             raise MigrationPending(f"{queue}: {moved} messages moved; waiting for the {state.consumer_count} "
@@ -199,17 +231,20 @@ def _release(lock_channel: Any, queue: str, channels: list[Any]) -> None:
             channel.close()
 
 
-def _move(channel: Any, source: str, queue: str) -> int:
-    """Moves every message of `source` to exchange `queue`: each is acked only once the broker confirmed its copy
-    (a crash in between leaves it in both: a duplicate, which the consumers' handlers tolerate, never a loss)."""
+def _move(channel: Any, source: str, queue: str, *, limit: int | None = None) -> int:
+    """Moves the messages of `source` (at most `limit`) to exchange `queue`: each is acked only once the broker
+    confirmed its copy (a crash in between leaves it in both: a duplicate, which the consumers' handlers
+    tolerate, never a loss). The limit keeps a move whose copies land back in `source` from going on forever;
+    the rest waits for the next call."""
     moved = 0
-    while True:
+    while limit is None or moved < limit:
         method, properties, body = channel.basic_get(source, auto_ack=False)
         if method is None:
             return moved
         channel.basic_publish(exchange(queue), queue, body, properties, mandatory=True)
         channel.basic_ack(method.delivery_tag)
         moved += 1
+    return moved
 
 
 def _on_channel(connection: Any, action: Callable[[Any], Any]) -> Any:

@@ -224,3 +224,24 @@ def test_a_fresh_installation_needs_no_migration(queues: dict[str, str]) -> None
     with connection_of(RABBITMQ_URL) as connection:
         declare_queue(connection.channel(), video)
     assert queue_type(video) == "quorum" and not exists(broker.upgrade_queue(video))
+
+
+def test_a_quorum_queue_with_other_arguments_is_never_taken_for_a_classic_one(queues: dict[str, str]) -> None:
+    """A quorum queue declared with other arguments (a future DELIVERY_LIMIT, or a service redeclaring it) also
+    refuses this version's declare; moving it would copy its messages back into itself forever."""
+    video = queues["VIDEO_QUEUE"]
+    other = {**queue_arguments(video), "x-delivery-limit": 20}
+    with connection_of(RABBITMQ_URL) as connection:
+        channel = connection.channel()
+        channel.queue_declare(video, durable=True, arguments=other)
+        channel.confirm_delivery()
+        for n in range(3):
+            channel.basic_publish("", video, json.dumps({"n": n}).encode(), pika.BasicProperties(delivery_mode=2),
+                                  mandatory=True)
+    with pytest.raises(RuntimeError, match="not the earlier classic queue"):
+        ensure_as("gateway", video, publish=True, consume=False)
+    with connection_of(service_rabbitmq_url("gateway")) as connection:
+        with pytest.raises(broker.MigrationPending, match="migrated meanwhile"):
+            broker.migrate(connection, video)
+    assert not exists(broker.upgrade_queue(video))
+    assert len(drain(video)) == 3
