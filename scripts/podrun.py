@@ -722,8 +722,14 @@ def _enter(config_path: str) -> None:
             bind(str(host), f"/{name}")
     bind("/dev", "/dev", recursive=True)
     bind("/proc", "/proc", recursive=True)
+    def under_empty_dir(path: str) -> bool:
+        return any(path == d or path.startswith(d.rstrip("/") + "/") for d, _ in spec.tmpfs)
+
+    # A venv under an emptyDir's path (a clone in /tmp, say) would be hidden by that tmpfs: bound after it.
+    late_python = [path for path in config["python"] if under_empty_dir(path)]
     for path in config["python"]:
-        bind(path, path)
+        if path not in late_python:
+            bind(path, path)
     for source, target in spec.binds:
         bind(source, target)
     bind(config["hosts"], "/etc/hosts")
@@ -751,6 +757,9 @@ def _enter(config_path: str) -> None:
     for (path, size), where in zip(spec.tmpfs, mountpoints):
         options = "mode=0777,nosuid,nodev" + (f",size={size}" if size else "")
         _mount("-t", "tmpfs", "-o", options, "emptydir", str(where))
+    for path in late_python:
+        bind(path, path)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(root / path.lstrip("/"))], check=False)
     if spec.read_only_root:
         _mount("-o", "remount,ro", str(root))
 
