@@ -233,7 +233,7 @@ def to_mp3(src: Path, dst: Path, options: Options = Options(),
             watchdog.set_limit(time_limit(info.duration_s))
 
     stderr = _Stderr(proc.stderr, on_input=input_known)
-    told = False
+    told = waited = False
     converted_s = 0.0
 
     def tell_input() -> None:
@@ -248,6 +248,9 @@ def to_mp3(src: Path, dst: Path, options: Options = Options(),
                 if seconds > limits.max_duration_s + _DURATION_MARGIN_S:  # the input did not say, or lied
                     raise _too_long(limits, None)
                 converted_s = max(converted_s, seconds)
+                if not waited:  # the first block: the input's description must be read before it is reported
+                    stderr.described.wait(_DESCRIBED_WAIT_S)
+                    waited = True
                 tell_input()
                 if on_progress:
                     on_progress(seconds)
@@ -406,6 +409,8 @@ _ERROR_LEVELS = ("error", "fatal", "panic")
 # largest one counts. A forger can only make their own file look longer (and fail), never shorter.
 _INPUT = re.compile(r"Input #0, (.+?), from '")
 _DURATION = re.compile(r"  Duration: ([^,]+),")
+_DESCRIBED = ("Stream mapping:", "Output #0")
+_DESCRIBED_WAIT_S = 2.0  # how long the first progress block waits for the stderr reader to catch up
 
 
 class _Stderr:
@@ -414,6 +419,9 @@ class _Stderr:
 
     def __init__(self, stream: IO[bytes], on_input: Callable[[InputInfo], None] | None = None) -> None:
         self.input: InputInfo | None = None
+        # Set once the input's description is over ("Stream mapping:", which ffmpeg writes before any progress) or
+        # the stream has ended: progress on the other pipe can overtake this thread, so its reader waits for it.
+        self.described = threading.Event()
         self._stream, self._on_input = stream, on_input
         self._format: str | None = None
         self._kept = bytearray()
@@ -442,11 +450,14 @@ class _Stderr:
                     del self._kept[:-_STDERR_TAIL]
                     self._cut = True
         finally:
+            self.described.set()
             self._stream.close()
 
     def _parse(self, line: str) -> None:
         tag = _LEVEL.match(line)
         text = line[tag.end():] if tag else line
+        if text.startswith(_DESCRIBED):
+            self.described.set()
         if self._format is None:
             found = _INPUT.match(text)
             if found:

@@ -9,6 +9,7 @@ import random
 import shutil
 import subprocess
 import threading
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -122,6 +123,22 @@ def test_to_mp3_reports_format_and_duration_once_before_the_progress(clip, tmp_p
     assert info == InputInfo(format_name="mov,mp4,m4a,3gp,3g2,mj2", duration_s=pytest.approx(1.0, abs=0.05))
     assert events[0] == info and events.count(info) == 1
     assert all(isinstance(seconds, float) for seconds in events[1:]) and len(events) > 1
+
+
+def test_the_input_is_reported_first_even_when_the_progress_pipe_is_read_sooner(clip, tmp_path, monkeypatch):
+    # Two pipes, two threads: the stderr reader can fall behind the progress on stdout (seen in CI). Here it always
+    # does, by a lot: the progress loop must still wait for the input's description before its first report.
+    parse = convert._Stderr._parse
+
+    def slow_parse(self, line: str) -> None:
+        time.sleep(0.02)
+        parse(self, line)
+
+    monkeypatch.setattr(convert._Stderr, "_parse", slow_parse)
+    events: list[object] = []
+    info = convert.to_mp3(clip, tmp_path / "out.mp3", on_progress=events.append, on_input=events.append)
+
+    assert info is not None and events[0] == info and events.count(info) == 1
 
 
 def _mkv(path: Path, *, audio: bool, metadata: dict[str, str]) -> Path:
