@@ -71,7 +71,7 @@ def test_the_servers_set_the_passwords_the_services_use(docs: list[Doc], server:
 def mounted_file(workload: Doc, path: str) -> tuple[Doc, str]:
     """The volume mounted at the folder of `path`, and the file's key in it."""
     folder, name = path.rsplit("/", 1)
-    (container,) = containers(workload)
+    (container,) = pod_spec(workload)["containers"]
     (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == folder]
     (volume,) = [v for v in pod_spec(workload)["volumes"] if v["name"] == mount["name"]]
     return volume, name
@@ -79,7 +79,7 @@ def mounted_file(workload: Doc, path: str) -> tuple[Doc, str]:
 
 def test_the_broker_runs_the_shared_script_with_the_passwords_at_every_start(docs: list[Doc]) -> None:
     sts = find(docs, "StatefulSet", "rabbitmq")
-    (container,) = containers(sts)
+    (container,) = pod_spec(sts)["containers"]
     hook = " ".join(container["lifecycle"]["postStart"]["exec"]["command"])
     script = re.search(r"exec bash ([^\s;]+)", hook).group(1)
     volume, key = mounted_file(sts, script)
@@ -143,7 +143,7 @@ def test_each_broker_user_may_configure_write_and_read_only_its_queues(tmp_path:
 
 def test_mongodb_requires_authentication_with_the_root_user_from_the_secret(docs: list[Doc]) -> None:
     sts = find(docs, "StatefulSet", "mongodb")
-    (container,) = containers(sts)
+    (container,) = pod_spec(sts)["containers"]
     env = {e["name"]: e for e in container["env"]}
     # The image's entrypoint starts mongod with --auth once a root user is configured.
     for variable in ("MONGO_INITDB_ROOT_USERNAME", "MONGO_INITDB_ROOT_PASSWORD"):
