@@ -35,11 +35,16 @@ password() { # password VARIABLE: from the environment, else from $PASSWORD_DIR/
 
 USERS="$("${CTL[@]}" -q list_users --no-table-headers | cut -f1)"
 
+ctl_with_password() { # ctl_with_password PASSWORD COMMAND USER: the password on stdin, never in a process's
+    # arguments, which every local user can read (ps, /proc/PID/cmdline) while rabbitmqctl runs
+    printf '%s' "$1" | "${CTL[@]}" -q "$2" "$3"
+}
+
 ensure_user() { # ensure_user NAME PASSWORD CONFIGURE WRITE READ
     if grep -qxF "$1" <<<"$USERS"; then
-        "${CTL[@]}" -q authenticate_user "$1" "$2" >/dev/null 2>&1 || "${CTL[@]}" -q change_password "$1" "$2"
+        ctl_with_password "$2" authenticate_user "$1" >/dev/null 2>&1 || ctl_with_password "$2" change_password "$1"
     else
-        "${CTL[@]}" -q add_user "$1" "$2" >/dev/null
+        ctl_with_password "$2" add_user "$1" >/dev/null
     fi
     "${CTL[@]}" -q set_permissions -p / "$1" "$3" "$4" "$5"
 }

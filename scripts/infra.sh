@@ -156,7 +156,7 @@ rabbitmq_users() {
     for service in gateway converter notification; do
         password=""
         [[ -s "$dir/$service.url" ]] && password="$(sed -n 's#^amqp://[^:]*:\([^@]*\)@.*#\1#p' "$dir/$service.url")"
-        # No '-' (rabbitmqctl would read a password starting with one as an option) and nothing a URL must escape.
+        # Nothing a URL must escape (base64 with '+/' made URL-safe).
         [[ -n "$password" ]] || password="$(head -c 18 /dev/urandom | base64 | tr '+/' '_.')"
         passwords[$service]="$password"
         (umask 077 && rabbitmq_urls "mp3-$service:$password" >"$dir/$service.url")

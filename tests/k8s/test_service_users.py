@@ -8,6 +8,7 @@ RABBITMQ_URL and MONGO_URI from Secrets of its own.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -92,16 +93,37 @@ def test_the_broker_runs_the_shared_script_with_the_passwords_at_every_start(doc
     assert "env" not in container  # no Secret in the environment (checkov CKV_K8S_35)
 
 
-def permissions(tmp_path: Path) -> dict[str, tuple[str, str, str]]:
-    """What rabbit/service-users.sh sets, from a stand-in rabbitmqctl that records its arguments."""
+def service_users_calls(tmp_path: Path, existing: str = "") -> list[tuple[list[str], str]]:
+    """The rabbitmqctl calls rabbit/service-users.sh makes, as (arguments, standard input), from a stand-in
+    rabbitmqctl that records them; it lists the users in `existing` and refuses every authenticate_user."""
     log, ctl = tmp_path / "calls", tmp_path / "rabbitmqctl"
-    ctl.write_text(f'#!/bin/sh\nprintf "%s\\t" "$@" >>{log}\necho >>{log}\n')
+    ctl.write_text(f'#!/bin/sh\nprintf "%s\\t" "$@" >>{log}\nprintf "%s\\n" "$(base64 -w0)" >>{log}\n'
+                   f'case "$2" in list_users) printf "{existing}";; authenticate_user) exit 1;; esac\n')
     ctl.chmod(0o755)
     env = {"PATH": os.environ["PATH"], "RABBITMQCTL": str(ctl),
            **{f"{s.upper()}_PASSWORD": f"pw-{s}" for s in CLIENTS}}
-    subprocess.run(["bash", str(ROOT / "rabbit" / "service-users.sh")], env=env, check=True, timeout=30)
-    calls = [line.rstrip("\t").split("\t") for line in log.read_text().splitlines()]
+    subprocess.run(["bash", str(ROOT / "rabbit" / "service-users.sh")], env=env, check=True, timeout=30,
+                   stdin=subprocess.DEVNULL)
+    calls = [line.split("\t") for line in log.read_text().splitlines()]
+    return [(c[:-1], base64.b64decode(c[-1]).decode()) for c in calls]
+
+
+def permissions(tmp_path: Path) -> dict[str, tuple[str, str, str]]:
+    """What rabbit/service-users.sh sets."""
+    calls = [args for args, _ in service_users_calls(tmp_path)]
     return {c[4]: (c[5], c[6], c[7]) for c in calls if c[1] == "set_permissions" and c[2:4] == ["-p", "/"]}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="runs the bash script")
+@pytest.mark.parametrize("existing", ["", "mp3-gateway\\nmp3-converter\\nmp3-notification\\n"],
+                         ids=["new users", "existing users, changed passwords"])
+def test_broker_passwords_go_to_rabbitmqctl_on_stdin_never_in_its_arguments(tmp_path: Path, existing: str) -> None:
+    # A process's arguments are readable by every local user (ps, /proc/PID/cmdline) while it runs.
+    calls = service_users_calls(tmp_path, existing)
+    set_by = "change_password" if existing else "add_user"
+    assert {(args[1], args[2], stdin) for args, stdin in calls if args[1] == set_by} == {
+        (set_by, f"mp3-{s}", f"pw-{s}") for s in CLIENTS}
+    assert not [args for args, _ in calls if any("pw-" in a for a in args)]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="runs the bash script")
