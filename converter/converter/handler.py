@@ -40,6 +40,14 @@ class JobGone(Exception):
     """The job document disappeared mid-conversion: its owner deleted it (DELETE /jobs/<id>)."""
 
 
+class JobEnded(Exception):
+    """Another attempt at the job ended it (failed) while this one converted: this attempt's result is dropped."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"the job is already {status}")
+        self.status = status
+
+
 class ForeignMessage(PermanentError):
     """A message naming someone else's job (its username is not the job's owner): refused without touching the job
     or telling anyone, as it did not come from the gateway that created the job."""
@@ -94,6 +102,10 @@ def handle(message: dict[str, Any], *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
                  metrics=metrics, limits=limits, first_attempt=job["attempts"] == 1)
     except JobGone:
         return _discard(metrics, mp3s, mp3_fid)
+    except JobEnded as ended:
+        mp3s.delete(mp3_fid)
+        return _drop(metrics, f"{ended} (another attempt ended it meanwhile); its MP3 is deleted and nothing is "
+                              "published")
     except PermanentError:
         # Deleting a job also deletes its video, so a converting job can fail for that very reason.
         if jobs.get(msg.job_id) is None:
@@ -137,9 +149,13 @@ def _convert(msg: VideoMessage, job: dict[str, Any], options: Options, mp3_fid: 
         # gateway's record); handle() refused a message that disagrees.
         mp3s.replace(mp3_fid, mp3_filename(msg.filename), dst,
                      metadata={"owner": job["owner"], "job_id": msg.job_id}, fresh=first_attempt)
-        # Unconditional but tells us if the job is gone: then the MP3 just stored belongs to nobody.
-        if not jobs.mark_done(msg.job_id, mp3_fid, duration_s=duration_s):
+        # Only an unfinished job becomes done. Gone: the MP3 just stored belongs to nobody. Failed: another attempt
+        # at this job (a redelivery while this one still ran) gave up and announced it; that end stands.
+        status = jobs.mark_done(msg.job_id, mp3_fid, duration_s=duration_s)
+        if status is None:
             raise JobGone()
+        if status != DONE:
+            raise JobEnded(status)
         videos.delete(msg.video_fid)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

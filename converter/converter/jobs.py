@@ -51,15 +51,21 @@ class Jobs(JobsCollection):
         return self._jobs.update_one({"_id": job_id}, {"$max": {"progress": percent}}).matched_count == 1
 
     @retry_transient
-    def mark_done(self, job_id: str, mp3_fid: str, *, duration_s: float | None = None) -> bool:
-        """Sets `done`, progress 100, expires_at = now + the MP3's TTL and (unless None) the MP3's duration; False
-        if the job is gone."""
+    def mark_done(self, job_id: str, mp3_fid: str, *, duration_s: float | None = None) -> str | None:
+        """Sets `done`, progress 100, expires_at = now + the MP3's TTL and (unless None) the MP3's duration, only if
+        the job is unfinished: a job another attempt already ended keeps its end. Returns the job's status after
+        the call (DONE: done now, or earlier by another attempt or by a retry of this call whose reply was lost;
+        FAILED: another attempt gave up) or None if the job is gone."""
         now = self._clock()
         done = {"status": DONE, "mp3_fid": mp3_fid, "error": None, "progress": 100,
                 "expires_at": now + self._mp3_ttl, "updated_at": now}
         if duration_s is not None:
             done["duration_s"] = round(duration_s, 3)
-        return self._jobs.update_one({"_id": job_id}, {"$set": done}).matched_count == 1
+        if self._jobs.update_one({"_id": job_id, "status": {"$in": list(UNFINISHED)}},
+                                 {"$set": done}).matched_count == 1:
+            return DONE
+        job = self._jobs.find_one({"_id": job_id}, {"status": 1})
+        return job.get("status") if job else None
 
     @retry_transient
     def mark_failed(self, job_id: str, reason: str) -> bool:

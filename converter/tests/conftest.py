@@ -90,12 +90,14 @@ class FakeJobs:
     def mark_done(self, job_id, mp3_fid, *, duration_s=None):
         self.calls.append("mark_done")
         if job_id not in self.docs:
-            return False
+            return None
+        if self.docs[job_id]["status"] not in ("queued", "converting"):
+            return self.docs[job_id]["status"]
         self.docs[job_id].update(status="done", mp3_fid=mp3_fid, error=None, progress=100,
                                  expires_at=NOW + timedelta(hours=24))
         if duration_s is not None:
             self.docs[job_id]["duration_s"] = round(duration_s, 3)
-        return True
+        return "done"
 
     def mark_failed(self, job_id, reason):
         self.calls.append("mark_failed")

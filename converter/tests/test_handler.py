@@ -225,6 +225,42 @@ def test_job_deleted_after_the_upload_deletes_the_mp3(run, message, ffmpeg, jobs
     assert [call[0] for call in mp3s.calls] == ["replace", "delete"]
 
 
+def test_a_job_another_attempt_failed_meanwhile_stays_failed_and_nothing_is_published(run, message, ffmpeg, jobs,
+                                                                                      mp3s, videos):
+    # A redelivery while this attempt still ran: the other attempt gave up (and announced it) first.
+    real_replace = mp3s.replace
+
+    def replace_then_the_other_attempt_gives_up(*args, **kwargs):
+        real_replace(*args, **kwargs)
+        jobs.docs[JOB_ID].update(status="failed", error="gave up after 3 attempts")
+    mp3s.replace = replace_then_the_other_attempt_gives_up
+    before = counter("dropped")
+
+    assert run(message()) is None
+
+    job = jobs.docs[JOB_ID]
+    assert (job["status"], job["error"], job.get("mp3_fid")) == ("failed", "gave up after 3 attempts", None)
+    assert mp3s.files == {} and [call[0] for call in mp3s.calls] == ["replace", "delete"]
+    assert ("delete", VIDEO_FID) not in videos.calls  # the failed job's video is the reaper's to remove
+    assert counter("dropped") == before + 1
+
+
+def test_a_job_another_attempt_finished_meanwhile_is_announced_again_not_redone(run, message, ffmpeg, jobs, mp3s):
+    # Both attempts wrote the job's one planned MP3; the second to finish finds it done and says so again (the
+    # notification service mails once per job).
+    real_replace = mp3s.replace
+
+    def replace_then_the_other_attempt_finishes(*args, **kwargs):
+        real_replace(*args, **kwargs)
+        jobs.docs[JOB_ID].update(status="done", mp3_fid=jobs.docs[JOB_ID]["mp3_fid_planned"])
+    mp3s.replace = replace_then_the_other_attempt_finishes
+
+    result = run(message())
+
+    fid = jobs.docs[JOB_ID]["mp3_fid_planned"]
+    assert result["status"] == "done" and result["mp3_fid"] == fid and fid in mp3s.files
+
+
 def test_job_deleted_before_the_duration_is_stored_stops_ffmpeg(run, message, ffmpeg, jobs, mp3s):
     real_set_duration = jobs.set_duration
 

@@ -66,11 +66,22 @@ def test_set_duration_and_progress_only_ever_rises(mongo_db, jobs):
 def test_mark_done_sets_the_result_progress_and_expiry(mongo_db, jobs):
     job_id = insert(mongo_db, status="converting", error="an earlier attempt's error")
     fid = str(ObjectId())
-    assert jobs.mark_done(job_id, fid) is True
+    assert jobs.mark_done(job_id, fid) == "done"
     job = jobs.get(job_id)
     assert (job["status"], job["mp3_fid"], job["error"], job["progress"]) == ("done", fid, None, 100)
     assert job["expires_at"] == NOW + TTL and job["updated_at"] == NOW
-    assert jobs.mark_done(uuid.uuid4().hex, fid) is False
+    assert jobs.mark_done(job_id, fid) == "done"  # a retry whose first reply was lost, or another attempt
+    assert jobs.mark_done(uuid.uuid4().hex, fid) is None
+
+
+@pytest.mark.parametrize("status", ["failed", "expired"])
+def test_mark_done_leaves_a_job_another_attempt_ended_as_it_is(mongo_db, jobs, status):
+    # Two attempts at one job (a redelivery while the first still ran): one gave up, the other finishes later.
+    job_id = insert(mongo_db, status=status, error="gave up after 3 attempts", progress=40)
+    assert jobs.mark_done(job_id, str(ObjectId())) == status
+    job = jobs.get(job_id)
+    assert (job["status"], job["error"], job["progress"], job.get("mp3_fid")) == (
+        status, "gave up after 3 attempts", 40, None)
 
 
 def test_mark_failed_leaves_done_and_expired_jobs_alone(mongo_db, jobs):
