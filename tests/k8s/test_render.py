@@ -128,6 +128,9 @@ def test_pod_security_is_restricted(docs: list[Doc], kind: str, name: str) -> No
         assert ctx["capabilities"]["drop"] == ["ALL"], container["name"]
         assert "add" not in ctx["capabilities"], container["name"]
         assert ctx.get("privileged", False) is False, container["name"]
+        if container["name"] == "placeholder-guard":  # reads Secrets, writes nothing: every mount read-only
+            assert all(m.get("readOnly") for m in container["volumeMounts"]), container["name"]
+            continue
         # A read-only root needs a writable, size-capped /tmp.
         (tmp,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
         assert volumes[tmp["name"]]["emptyDir"]["sizeLimit"], container["name"]
