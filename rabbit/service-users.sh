@@ -30,6 +30,12 @@ password() { # password VARIABLE: from the environment, else from $PASSWORD_DIR/
     local value="${!1:-}"
     [[ -n "$value" || -z "${PASSWORD_DIR:-}" ]] || value="$(cat "$PASSWORD_DIR/$1")"
     [[ -n "$value" ]] || { echo "$1 is not set" >&2; return 1; }
+    # rabbitmqctl reads a password from stdin as one line without its surrounding whitespace: refuse what it
+    # would store differently from what the service sends (the services keep a password's spaces).
+    if [[ "$value" == *$'\n'* || "$value" =~ ^[[:space:]] || "$value" =~ [[:space:]]$ ]]; then
+        echo "$1 starts or ends with whitespace or holds a line break, which rabbitmqctl would drop" >&2
+        return 1
+    fi
     printf '%s' "$value"
 }
 

@@ -127,6 +127,23 @@ def test_broker_passwords_go_to_rabbitmqctl_on_stdin_never_in_its_arguments(tmp_
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="runs the bash script")
+@pytest.mark.parametrize("password", [" pw", "pw ", "pw\t", "p\nw"])
+def test_a_broker_password_rabbitmqctl_would_trim_is_refused_before_any_user_is_touched(tmp_path: Path,
+                                                                                        password: str) -> None:
+    ctl = tmp_path / "rabbitmqctl"
+    ctl.write_text(f'#!/bin/sh\necho "$@" >>{tmp_path / "calls"}\n')
+    ctl.chmod(0o755)
+    env = {"PATH": os.environ["PATH"], "RABBITMQCTL": str(ctl), "GATEWAY_PASSWORD": "pw-gateway",
+           "CONVERTER_PASSWORD": password, "NOTIFICATION_PASSWORD": "pw-notification"}
+    run = subprocess.run(["bash", str(ROOT / "rabbit" / "service-users.sh")], env=env, timeout=30,
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    assert run.returncode != 0 and "CONVERTER_PASSWORD starts or ends with whitespace" in run.stderr
+    assert password.strip() not in run.stderr.replace("CONVERTER_PASSWORD", "")
+    calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
+    assert all("list_users" in call for call in calls)  # nothing created or changed
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="runs the bash script")
 def test_each_broker_user_may_configure_write_and_read_only_its_queues(tmp_path: Path) -> None:
     perms = permissions(tmp_path)
     assert set(perms) == {f"mp3-{s}" for s in CLIENTS}
