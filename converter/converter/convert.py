@@ -409,6 +409,8 @@ _ERROR_LEVELS = ("error", "fatal", "panic")
 # largest one counts. A forger can only make their own file look longer (and fail), never shorter.
 _INPUT = re.compile(r"Input #0, (.+?), from '")
 _DURATION = re.compile(r"  Duration: ([^,]+),")
+# A file's metadata can forge these lines too (a key with a line break): then only its own job may report a
+# duration before the real one; the limits and the stored duration do not rely on that report.
 _DESCRIBED = ("Stream mapping:", "Output #0")
 _DESCRIBED_WAIT_S = 2.0  # how long the first progress block waits for the stderr reader to catch up
 

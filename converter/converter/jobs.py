@@ -69,10 +69,14 @@ class Jobs(JobsCollection):
 
     @retry_transient
     def mark_failed(self, job_id: str, reason: str) -> bool:
-        """Sets `failed` with the reason unless the job is gone or already done/expired; True if it was marked."""
-        result = self._jobs.update_one({"_id": job_id, "status": {"$nin": [DONE, EXPIRED]}}, {"$set": {
-            "status": FAILED, "error": reason, "updated_at": self._clock()}})
-        return result.matched_count == 1
+        """Sets `failed` with the reason on an unfinished job; True if the job is failed now: by this call, or
+        earlier (then the first reason and time stand, and the failure may be announced again, e.g. after a crash
+        before it was). False if the job is gone, done or expired."""
+        if self._jobs.update_one({"_id": job_id, "status": {"$in": list(UNFINISHED)}}, {"$set": {
+                "status": FAILED, "error": reason, "updated_at": self._clock()}}).matched_count == 1:
+            return True
+        job = self._jobs.find_one({"_id": job_id}, {"status": 1})
+        return job is not None and job.get("status") == FAILED
 
     # --- retention (the reaper) ------------------------------------------------------------------------
 

@@ -104,7 +104,8 @@ class FakeJobs:
         doc = self.docs.get(job_id)
         if doc is None or doc["status"] in ("done", "expired"):
             return False
-        doc.update(status="failed", error=reason)
+        if doc["status"] != "failed":
+            doc.update(status="failed", error=reason)
         return True
 
     def ensure_retention_index(self):

@@ -95,6 +95,15 @@ def test_mark_failed_leaves_done_and_expired_jobs_alone(mongo_db, jobs):
     assert jobs.mark_failed(uuid.uuid4().hex, "gone") is False
 
 
+def test_mark_failed_on_a_failed_job_keeps_the_first_reason_and_time(mongo_db, jobs):
+    # A redelivery after a crash before the failure was announced, or an overlapping attempt that failed too.
+    failed_at = NOW - timedelta(minutes=5)
+    job_id = insert(mongo_db, status="failed", error="the video has no audio stream", updated_at=failed_at)
+    assert jobs.mark_failed(job_id, "gave up after 3 attempts") is True  # failed: it may be announced again
+    job = jobs.get(job_id)
+    assert (job["status"], job["error"], job["updated_at"]) == ("failed", "the video has no audio stream", failed_at)
+
+
 def test_retention_queries_and_conditional_updates(mongo_db, jobs):
     jobs.ensure_retention_index()
     jobs.ensure_retention_index()  # every replica may create it
