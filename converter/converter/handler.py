@@ -103,9 +103,7 @@ def handle(message: dict[str, Any], *, jobs: Jobs, videos: Bucket, mp3s: Bucket,
     except JobGone:
         return _discard(metrics, mp3s, mp3_fid)
     except JobEnded as ended:
-        mp3s.delete(mp3_fid)
-        return _drop(metrics, f"{ended} (another attempt ended it meanwhile); its MP3 is deleted and nothing is "
-                              "published")
+        return _discard(metrics, mp3s, mp3_fid, f"{ended} (another attempt ended it meanwhile)")
     except PermanentError:
         # Deleting a job also deletes its video, so a converting job can fail for that very reason.
         if jobs.get(msg.job_id) is None:
@@ -167,10 +165,12 @@ def _drop(metrics: Metrics, reason: str) -> None:
     return None
 
 
-def _discard(metrics: Metrics, mp3s: Bucket, mp3_fid: str) -> None:
-    """The job was deleted while converting: remove the MP3 made for it (if any); announce nothing."""
+def _discard(metrics: Metrics, mp3s: Bucket, mp3_fid: str,
+             why: str = "job deleted by its owner while converting") -> None:
+    """This attempt's result has no job to go to (deleted, or ended by another attempt): remove the MP3 made for it
+    (if any); announce nothing."""
     mp3s.delete(mp3_fid)
-    return _drop(metrics, "job deleted by its owner while converting; its MP3 is deleted and nothing is published")
+    return _drop(metrics, f"{why}; its MP3 is deleted and nothing is published")
 
 
 class ProgressWriter:

@@ -53,30 +53,31 @@ class Jobs(JobsCollection):
     @retry_transient
     def mark_done(self, job_id: str, mp3_fid: str, *, duration_s: float | None = None) -> str | None:
         """Sets `done`, progress 100, expires_at = now + the MP3's TTL and (unless None) the MP3's duration, only if
-        the job is unfinished: a job another attempt already ended keeps its end. Returns the job's status after
-        the call (DONE: done now, or earlier by another attempt or by a retry of this call whose reply was lost;
-        FAILED: another attempt gave up) or None if the job is gone."""
+        the job is unfinished (see _end). Returns the job's status after the call (DONE: done now, or earlier by
+        another attempt or by a retry of this call whose reply was lost; FAILED: another attempt gave up) or None
+        if the job is gone."""
         now = self._clock()
         done = {"status": DONE, "mp3_fid": mp3_fid, "error": None, "progress": 100,
                 "expires_at": now + self._mp3_ttl, "updated_at": now}
         if duration_s is not None:
             done["duration_s"] = round(duration_s, 3)
-        if self._jobs.update_one({"_id": job_id, "status": {"$in": list(UNFINISHED)}},
-                                 {"$set": done}).matched_count == 1:
-            return DONE
-        job = self._jobs.find_one({"_id": job_id}, {"status": 1})
-        return job.get("status") if job else None
+        return self._end(job_id, done)
 
     @retry_transient
     def mark_failed(self, job_id: str, reason: str) -> bool:
         """Sets `failed` with the reason on an unfinished job; True if the job is failed now: by this call, or
         earlier (then the first reason and time stand, and the failure may be announced again, e.g. after a crash
         before it was). False if the job is gone, done or expired."""
-        if self._jobs.update_one({"_id": job_id, "status": {"$in": list(UNFINISHED)}}, {"$set": {
-                "status": FAILED, "error": reason, "updated_at": self._clock()}}).matched_count == 1:
-            return True
+        return self._end(job_id, {"status": FAILED, "error": reason, "updated_at": self._clock()}) == FAILED
+
+    def _end(self, job_id: str, fields: dict[str, Any]) -> str | None:
+        """A job ends once: sets fields (an end status with its details) only on an unfinished job, so an end another
+        attempt recorded first stands. Returns the job's status after the call; None if the job is gone."""
+        if self._jobs.update_one({"_id": job_id, "status": {"$in": list(UNFINISHED)}},
+                                 {"$set": fields}).matched_count == 1:
+            return fields["status"]
         job = self._jobs.find_one({"_id": job_id}, {"status": 1})
-        return job is not None and job.get("status") == FAILED
+        return job.get("status") if job else None
 
     # --- retention (the reaper) ------------------------------------------------------------------------
 
