@@ -93,19 +93,28 @@ def test_the_broker_runs_the_shared_script_with_the_passwords_at_every_start(doc
     assert "env" not in container  # no Secret in the environment (checkov CKV_K8S_35)
 
 
-def service_users_calls(tmp_path: Path, existing: str = "") -> list[tuple[list[str], str]]:
-    """The rabbitmqctl calls rabbit/service-users.sh makes, as (arguments, standard input), from a stand-in
-    rabbitmqctl that records them; it lists the users in `existing` and refuses every authenticate_user."""
+def run_service_users(tmp_path: Path, existing: str = "",
+                      **passwords: str) -> tuple[subprocess.CompletedProcess[str], list[tuple[list[str], str]]]:
+    """Runs rabbit/service-users.sh against a stand-in rabbitmqctl that records each call as (arguments, standard
+    input); it lists the users in `existing` and refuses every authenticate_user. The passwords are pw-<service>
+    unless given by service name."""
     log, ctl = tmp_path / "calls", tmp_path / "rabbitmqctl"
     ctl.write_text(f'#!/bin/sh\nprintf "%s\\t" "$@" >>{log}\nprintf "%s\\n" "$(base64 -w0)" >>{log}\n'
                    f'case "$2" in list_users) printf "{existing}";; authenticate_user) exit 1;; esac\n')
     ctl.chmod(0o755)
     env = {"PATH": os.environ["PATH"], "RABBITMQCTL": str(ctl),
-           **{f"{s.upper()}_PASSWORD": f"pw-{s}" for s in CLIENTS}}
-    subprocess.run(["bash", str(ROOT / "rabbit" / "service-users.sh")], env=env, check=True, timeout=30,
-                   stdin=subprocess.DEVNULL)
-    calls = [line.split("\t") for line in log.read_text().splitlines()]
-    return [(c[:-1], base64.b64decode(c[-1]).decode()) for c in calls]
+           **{f"{s.upper()}_PASSWORD": passwords.get(s, f"pw-{s}") for s in CLIENTS}}
+    run = subprocess.run(["bash", str(ROOT / "rabbit" / "service-users.sh")], env=env, timeout=30,
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    calls = [line.split("\t") for line in log.read_text().splitlines()] if log.exists() else []
+    return run, [(c[:-1], base64.b64decode(c[-1]).decode()) for c in calls]
+
+
+def service_users_calls(tmp_path: Path, existing: str = "") -> list[tuple[list[str], str]]:
+    """The rabbitmqctl calls of a successful run_service_users."""
+    run, calls = run_service_users(tmp_path, existing)
+    assert run.returncode == 0, run.stderr
+    return calls
 
 
 def permissions(tmp_path: Path) -> dict[str, tuple[str, str, str]]:
@@ -130,17 +139,10 @@ def test_broker_passwords_go_to_rabbitmqctl_on_stdin_never_in_its_arguments(tmp_
 @pytest.mark.parametrize("password", [" pw", "pw ", "pw\t", "p\nw"])
 def test_a_broker_password_rabbitmqctl_would_trim_is_refused_before_any_user_is_touched(tmp_path: Path,
                                                                                         password: str) -> None:
-    ctl = tmp_path / "rabbitmqctl"
-    ctl.write_text(f'#!/bin/sh\necho "$@" >>{tmp_path / "calls"}\n')
-    ctl.chmod(0o755)
-    env = {"PATH": os.environ["PATH"], "RABBITMQCTL": str(ctl), "GATEWAY_PASSWORD": "pw-gateway",
-           "CONVERTER_PASSWORD": password, "NOTIFICATION_PASSWORD": "pw-notification"}
-    run = subprocess.run(["bash", str(ROOT / "rabbit" / "service-users.sh")], env=env, timeout=30,
-                         stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    run, calls = run_service_users(tmp_path, converter=password)
     assert run.returncode != 0 and "CONVERTER_PASSWORD starts or ends with whitespace" in run.stderr
     assert password.strip() not in run.stderr.replace("CONVERTER_PASSWORD", "")
-    calls = (tmp_path / "calls").read_text().splitlines() if (tmp_path / "calls").exists() else []
-    assert all("list_users" in call for call in calls)  # nothing created or changed
+    assert [args[1] for args, _ in calls] == ["list_users"]  # nothing created or changed
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="runs the bash script")
