@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mp3core import settings
 from tests.support import ROOT
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="runs the POSIX sh script")
@@ -73,6 +74,13 @@ def test_dev_mode_accepts_the_placeholders(tmp_path: Path, dev_mode: str) -> Non
     assert proc.returncode == 0, proc.stderr
     assert "mysql-secret/root-password" in proc.stdout and "dev-only-placeholder" not in proc.stdout
     assert proc.stderr == ""
+
+
+def test_dev_mode_words_are_the_services_words(tmp_path: Path) -> None:
+    # One meaning of DEV_MODE: every word the services' settings read as true or false means the same here.
+    secrets = {"mysql-secret": {"root-password": "dev-only-placeholder-mysql-root"}}
+    root = volumes(tmp_path, secrets)
+    assert {word for word in settings._TRUE | settings._FALSE if guard(root, word).returncode == 0} == settings._TRUE
 
 
 @pytest.mark.parametrize("dev_mode", ["false", None, "true"])
